@@ -1,0 +1,1 @@
+"""The pure domain: product rules as plain Python, standard library only, `now` passed in."""

@@ -1,0 +1,122 @@
+"""Tenants, their API keys and their users: the operator's side of the service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from agentbilling.domain.errors import AlreadyExists, NotFound
+from agentbilling.domain.subscription import Status
+from agentbilling.domain.trial import Trial
+from agentbilling.service.records import NewApiKey, Tenant, User
+from agentbilling.service.tokens import new_api_key, new_nonce
+from agentbilling.storage.db import Database
+from agentbilling.storage.tables import api_keys, subscriptions, tenants, users
+
+
+class Accounts:
+    def __init__(self, db: Database, *, trial_days: int, trial_sessions: int, billing_roles: frozenset[str],
+                 billing_enabled: bool) -> None:
+        self.db = db
+        self.trial_days = trial_days
+        self.trial_sessions = trial_sessions
+        self.billing_roles = billing_roles
+        self.billing_enabled = billing_enabled
+
+    # -- tenants ---------------------------------------------------------------------------
+
+    def create_tenant(self, tenant_id: str, name: str, billing_email: str, now: datetime) -> Tenant:
+        """A new tenant starts its one free trial (R5, R6)."""
+        trial = Trial.start(now, days=self.trial_days, sessions=self.trial_sessions)
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(tenants).values(id=tenant_id, name=name, billing_email=billing_email,
+                                                    created_at=now))
+                conn.execute(insert(subscriptions).values(
+                    tenant_id=tenant_id, status=Status.TRIALING.value, trial_started_at=trial.started_at,
+                    trial_ends_at=trial.ends_at, trial_sessions=trial.sessions, updated_at=now,
+                ))
+        except IntegrityError:
+            raise AlreadyExists(f"A tenant with id {tenant_id!r} already exists.") from None
+        return Tenant(tenant_id, name, billing_email, now)
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        with self.db.read() as conn:
+            row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"No tenant {tenant_id!r}.")
+        return Tenant(row.id, row.name, row.billing_email, row.created_at)
+
+    def update_tenant(self, tenant_id: str, *, name: str | None, billing_email: str | None) -> Tenant:
+        changes = {k: v for k, v in {"name": name, "billing_email": billing_email}.items() if v is not None}
+        if changes:
+            with self.db.write() as conn:
+                if conn.execute(update(tenants).where(tenants.c.id == tenant_id).values(**changes)).rowcount == 0:
+                    raise NotFound(f"No tenant {tenant_id!r}.")
+        return self.get_tenant(tenant_id)
+
+    # -- API keys --------------------------------------------------------------------------
+
+    def create_api_key(self, tenant_id: str, now: datetime) -> NewApiKey:
+        self.get_tenant(tenant_id)
+        key_id, key, key_hash = new_api_key()
+        with self.db.write() as conn:
+            conn.execute(insert(api_keys).values(tenant_id=tenant_id, id=key_id, key_hash=key_hash, created_at=now))
+        return NewApiKey(key_id, key)
+
+    def revoke_api_key(self, tenant_id: str, key_id: str, now: datetime) -> None:
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"No active API key {key_id!r} for tenant {tenant_id!r}.")
+
+    # -- users -----------------------------------------------------------------------------
+
+    def _user(self, row) -> User:
+        visible = self.billing_enabled and row.role in self.billing_roles
+        return User(row.tenant_id, row.id, row.email, row.role, visible)
+
+    def create_user(self, tenant_id: str, user_id: str, email: str, role: str, now: datetime) -> User:
+        self.get_tenant(tenant_id)
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(users).values(tenant_id=tenant_id, id=user_id, email=email, role=role,
+                                                  auth_nonce=new_nonce(), created_at=now))
+        except IntegrityError:
+            raise AlreadyExists(f"A user with id {user_id!r} already exists in tenant {tenant_id!r}.") from None
+        return self.get_user(tenant_id, user_id)
+
+    def _user_row(self, tenant_id: str, user_id: str):
+        with self.db.read() as conn:
+            row = conn.execute(select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"No user {user_id!r} in tenant {tenant_id!r}.")
+        return row
+
+    def get_user(self, tenant_id: str, user_id: str) -> User:
+        return self._user(self._user_row(tenant_id, user_id))
+
+    def user_nonce(self, tenant_id: str, user_id: str) -> str:
+        return self._user_row(tenant_id, user_id).auth_nonce
+
+    def update_user(self, tenant_id: str, user_id: str, *, email: str | None, role: str | None) -> User:
+        changes = {k: v for k, v in {"email": email, "role": role}.items() if v is not None}
+        if changes:
+            with self.db.write() as conn:
+                stmt = update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(**changes)
+                if conn.execute(stmt).rowcount == 0:
+                    raise NotFound(f"No user {user_id!r} in tenant {tenant_id!r}.")
+        return self.get_user(tenant_id, user_id)
+
+    def delete_user(self, tenant_id: str, user_id: str) -> None:
+        """Removes the user; their tokens carry the old row's nonce and stop working at once."""
+        with self.db.write() as conn:
+            stmt = delete(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)
+            if conn.execute(stmt).rowcount == 0:
+                raise NotFound(f"No user {user_id!r} in tenant {tenant_id!r}.")

@@ -1,0 +1,208 @@
+"""The Python API: every operation of the service, for the HTTP layer and for embedding platforms.
+
+    import agentbilling
+    billing = agentbilling.connect()          # settings from AGENTBILLING_* variables
+    billing.create_tenant("acme", "Acme", "billing@acme.test")
+    result = billing.open_session("acme", "conv-1", agent_id="support", direction="inbound")
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime
+
+from agentbilling.catalog import load_catalog
+from agentbilling.clock import Clock, SystemClock, TestClock
+from agentbilling.domain.errors import InvalidInput, NotFound
+from agentbilling.domain.limits import SessionLimit
+from agentbilling.domain.metering import Direction, Sender, Session
+from agentbilling.domain.plans import Catalog, Plan, Terms
+from agentbilling.service import clocks, views
+from agentbilling.service.accounts import Accounts
+from agentbilling.service.records import Admission, BillingView, IssuedToken, NewApiKey, Page, Tenant, User
+from agentbilling.service.subscriptions import Subscriptions
+from agentbilling.service.tokens import TokenSigner, hash_api_key
+from agentbilling.settings import Settings
+from agentbilling.storage import migrate
+from agentbilling.storage.db import Database
+from agentbilling.storage.metering import MeteringStore, OpenResult
+
+log = logging.getLogger(__name__)
+
+
+def _enum(kind: type, value: object, what: str):
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in kind)
+        raise InvalidInput(f"{what} must be one of {allowed}, not {value!r}.") from None
+
+
+def _id(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{what} must be a non-empty string.")
+    if len(value) > 200:
+        raise InvalidInput(f"{what} is longer than 200 characters.")
+    return value
+
+
+class Billing:
+    """The service, wired: storage, catalog, clock and secrets. Build it with `connect`."""
+
+    def __init__(self, settings: Settings, db: Database, catalog: Catalog, clock: Clock) -> None:
+        self.settings = settings
+        self.db = db
+        self.catalog = catalog
+        self.clock = clock
+        secret = settings.secret_key
+        if not secret:
+            log.warning("AGENTBILLING_SECRET_KEY is unset: tokens will not survive a restart")
+            secret = secrets.token_urlsafe(32)
+        self.tokens = TokenSigner(secret, settings.token_ttl_seconds)
+        self.metering = MeteringStore(db, catalog, billing_enabled=settings.billing_enabled)
+        self.accounts = Accounts(
+            db,
+            trial_days=settings.trial_days,
+            trial_sessions=settings.trial_sessions,
+            billing_roles=settings.billing_roles,
+            billing_enabled=settings.billing_enabled,
+        )
+        self.subscriptions = Subscriptions(db, catalog, self.metering)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- operator: tenants, keys, users, tokens ----------------------------------------
+
+    def create_tenant(self, tenant_id: str, name: str, billing_email: str) -> Tenant:
+        if len(_id(tenant_id, "id")) > 64:
+            raise InvalidInput("id is longer than 64 characters.")
+        return self.accounts.create_tenant(tenant_id, name, billing_email, self.now())
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        return self.accounts.get_tenant(tenant_id)
+
+    def update_tenant(self, tenant_id: str, *, name: str | None = None, billing_email: str | None = None) -> Tenant:
+        return self.accounts.update_tenant(tenant_id, name=name, billing_email=billing_email)
+
+    def create_api_key(self, tenant_id: str) -> NewApiKey:
+        return self.accounts.create_api_key(tenant_id, self.now())
+
+    def revoke_api_key(self, tenant_id: str, key_id: str) -> None:
+        self.accounts.revoke_api_key(tenant_id, key_id, self.now())
+
+    def tenant_for_api_key(self, key: str) -> str | None:
+        return self.metering.tenant_for_key_hash(hash_api_key(key))
+
+    def create_user(self, tenant_id: str, user_id: str, email: str, role: str) -> User:
+        return self.accounts.create_user(tenant_id, _id(user_id, "id"), email, role, self.now())
+
+    def get_user(self, tenant_id: str, user_id: str) -> User:
+        return self.accounts.get_user(tenant_id, user_id)
+
+    def update_user(self, tenant_id: str, user_id: str, *, email: str | None = None, role: str | None = None) -> User:
+        return self.accounts.update_user(tenant_id, user_id, email=email, role=role)
+
+    def delete_user(self, tenant_id: str, user_id: str) -> None:
+        self.accounts.delete_user(tenant_id, user_id)
+
+    def issue_token(self, tenant_id: str, user_id: str) -> IssuedToken:
+        token, expires_at = self.tokens.issue(tenant_id, user_id, self.accounts.user_nonce(tenant_id, user_id))
+        return IssuedToken(token, expires_at)
+
+    def user_for_token(self, token: str) -> User | None:
+        """The user a token was issued to, while it is unexpired and the user still exists."""
+        claims = self.tokens.read(token)
+        if claims is None:
+            return None
+        tenant_id, user_id, nonce = claims
+        try:
+            if self.accounts.user_nonce(tenant_id, user_id) != nonce:
+                return None
+            return self.accounts.get_user(tenant_id, user_id)
+        except NotFound:
+            return None
+
+    # -- operator: plans and offline subscriptions ------------------------------------
+
+    def plans(self) -> list[Plan]:
+        return list(self.catalog.values())
+
+    def put_subscription(self, tenant_id: str, plan_id: str, terms: Terms | None = None) -> BillingView:
+        self.subscriptions.put_on_plan(tenant_id, plan_id, terms, self.now())
+        return self.billing_view(tenant_id)
+
+    # -- the test clock -------------------------------------------------------------------
+
+    @property
+    def test_clock(self) -> TestClock | None:
+        return self.clock if isinstance(self.clock, TestClock) else None
+
+    def advance_clock(self, *, seconds: float | None = None, to: datetime | None = None) -> datetime:
+        if self.test_clock is None:
+            raise NotFound("The test clock is off in this deployment.")
+        return clocks.advance(self.db, self.test_clock, seconds=seconds, to=to)
+
+    # -- agent runtime ------------------------------------------------------------------
+
+    def open_session(self, tenant_id: str, session_id: str, *, agent_id: str, direction: str | Direction) -> OpenResult:
+        """Admit a new session and count its first unit, atomically; or refuse with the R4 reason."""
+        return self.metering.open_session(
+            tenant_id,
+            _id(session_id, "id"),
+            _id(agent_id, "agent_id"),
+            _enum(Direction, direction, "direction"),
+            self.now(),
+        )
+
+    def record_message(self, tenant_id: str, session_id: str, sender: str | Sender) -> Session:
+        return self.metering.record_message(tenant_id, session_id, _enum(Sender, sender, "from"), self.now())
+
+    def end_session(self, tenant_id: str, session_id: str) -> Session:
+        return self.metering.end_session(tenant_id, session_id, self.now())
+
+    def get_session(self, tenant_id: str, session_id: str) -> Session:
+        return self.metering.get_session(tenant_id, session_id)
+
+    def admission(self, tenant_id: str) -> Admission:
+        _, st, used = self.metering.standing_and_usage(tenant_id, self.now())
+        reason = st.refusal(used)
+        return Admission(accepting=reason is None, reason=reason)
+
+    # -- billing (the tab) --------------------------------------------------------------
+
+    def billing_view(self, tenant_id: str) -> BillingView:
+        return views.billing_view(self.metering, self.catalog, tenant_id, self.now())
+
+    def set_session_limit(self, tenant_id: str, limit: object) -> SessionLimit:
+        self.subscriptions.set_session_limit(tenant_id, limit, self.now())
+        return self._session_limit(tenant_id)
+
+    def reset_session_limit(self, tenant_id: str) -> SessionLimit:
+        self.subscriptions.reset_session_limit(tenant_id, self.now())
+        return self._session_limit(tenant_id)
+
+    def _session_limit(self, tenant_id: str) -> SessionLimit:
+        limit = self.billing_view(tenant_id).session_limit
+        assert limit is not None
+        return limit
+
+    def list_sessions(self, tenant_id: str, *, cursor: str | None = None, limit: int = 20) -> Page:
+        return views.list_sessions(self.db, tenant_id, cursor, limit)
+
+
+def connect(settings: Settings | None = None, *, clock: Clock | None = None, upgrade: bool = True) -> Billing:
+    """Open the service on the configured database, migrating it first unless told not to."""
+    settings = settings or Settings()
+    db = Database(settings.database_url, pool_size=settings.db_pool_size,
+                  sqlite_synchronous=settings.sqlite_synchronous)
+    if upgrade:
+        migrate.upgrade(db)
+    catalog = load_catalog(settings.plans_file)
+    if clock is None:
+        clock = clocks.load_test_clock(db, datetime.now(UTC)) if settings.test_clock else SystemClock()
+    return Billing(settings, db, catalog, clock)

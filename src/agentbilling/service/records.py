@@ -1,0 +1,62 @@
+"""What the use cases hand back: plain records of tenants, users, keys, tokens and views."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from agentbilling.domain.card import Banner, Card
+from agentbilling.domain.gate import Refusal
+from agentbilling.domain.limits import SessionLimit
+from agentbilling.domain.metering import Session
+from agentbilling.domain.plans import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    billing_email: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    tenant_id: str
+    id: str
+    email: str
+    role: str
+    billing_visible: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    id: str
+    key: str  # shown once; only its hash is stored
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    accepting: bool
+    reason: Refusal | None
+
+
+@dataclass(frozen=True, slots=True)
+class BillingView:
+    cards: list[Card]
+    banners: list[Banner]
+    session_limit: SessionLimit | None  # None on the trial: the card is for paid plans
+    plans: list[Plan]
+    admission: Admission
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    data: list[Session]
+    next_cursor: str | None

@@ -1,0 +1,78 @@
+"""Putting a tenant on a plan without the portal, and the tenant's own session limit (R9)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+
+from agentbilling.domain.errors import InvalidInput, NotFound, SessionLimitUnavailable
+from agentbilling.domain.limits import validate_limit
+from agentbilling.domain.plans import Catalog, Plan, Terms
+from agentbilling.domain.subscription import Event, Status, Subscription, standing, transition
+from agentbilling.storage.db import Database
+from agentbilling.storage.metering import MeteringStore
+from agentbilling.storage.rows import terms_to_json
+from agentbilling.storage.tables import subscriptions
+
+
+class Subscriptions:
+    def __init__(self, db: Database, catalog: Catalog, metering: MeteringStore) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.metering = metering
+
+    def plan(self, plan_id: str) -> Plan:
+        plan = self.catalog.get(plan_id)
+        if plan is None:
+            raise NotFound(f"No plan {plan_id!r}.")
+        return plan
+
+    def put_on_plan(self, tenant_id: str, plan_id: str, terms: Terms | None, now: datetime) -> None:
+        """An offline deal: monthly periods from now, renewed without the provider; ends a trial."""
+        plan = self.plan(plan_id).with_terms(terms)
+        base, top = plan.base_session_limit, plan.max_session_limit
+        if base is not None and top is not None and base > top:
+            raise InvalidInput("The base session limit cannot be above the highest session limit.")
+        sub, st, used = self.metering.standing_and_usage(tenant_id, now)
+        status = transition(st.status_with(used), Event.PLAN_STARTED)
+        with self.db.write() as conn:
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.tenant_id == tenant_id)
+                .values(status=status.value, plan_id=plan_id, terms=terms_to_json(terms), anchor_at=now,
+                        custom_limit=_kept_limit(sub, plan), updated_at=now)
+            )
+
+    def set_session_limit(self, tenant_id: str, limit: object, now: datetime) -> None:
+        sub = self._paid(tenant_id, now)
+        assert sub.plan is not None
+        value = validate_limit(sub.plan, limit)
+        self._store_limit(tenant_id, value, now)
+
+    def reset_session_limit(self, tenant_id: str, now: datetime) -> None:
+        self._paid(tenant_id, now)
+        self._store_limit(tenant_id, None, now)
+
+    def _paid(self, tenant_id: str, now: datetime) -> Subscription:
+        sub, st, used = self.metering.standing_and_usage(tenant_id, now)
+        if st.status_with(used) is not Status.ACTIVE or sub.plan is None:
+            raise SessionLimitUnavailable("The session limit is available on paid plans, not on the free trial.")
+        return sub
+
+    def _store_limit(self, tenant_id: str, value: int | None, now: datetime) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.tenant_id == tenant_id)
+                .values(custom_limit=value, updated_at=now)
+            )
+
+
+def _kept_limit(sub: Subscription, plan: Plan) -> int | None:
+    """A tenant's own limit survives a plan change, lowered to the new plan's highest (R8)."""
+    if sub.custom_limit is None or sub.plan is None:
+        return None
+    if plan.max_session_limit is not None:
+        return min(sub.custom_limit, plan.max_session_limit)
+    return sub.custom_limit

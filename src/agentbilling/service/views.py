@@ -1,0 +1,72 @@
+"""Read models: the Billing tab's view and the cursor-paged list of sessions."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+
+from agentbilling.domain.card import banners, cards
+from agentbilling.domain.errors import InvalidInput
+from agentbilling.domain.limits import SessionLimit, effective_limit
+from agentbilling.domain.plans import Catalog
+from agentbilling.domain.subscription import Status
+from agentbilling.service.records import Admission, BillingView, Page
+from agentbilling.storage.db import Database
+from agentbilling.storage.metering import MeteringStore
+from agentbilling.storage.rows import SESSION_COLUMNS, same, session_from_row
+from agentbilling.storage.tables import sessions
+
+
+def billing_view(metering: MeteringStore, catalog: Catalog, tenant_id: str, now: datetime) -> BillingView:
+    sub, st, used = metering.standing_and_usage(tenant_id, now)
+    limit = None
+    if sub.plan is not None and st.status_with(used) is Status.ACTIVE:
+        limit = SessionLimit(
+            limit=effective_limit(sub.plan, sub.custom_limit),
+            base_limit=sub.plan.base_session_limit,
+            used=used,
+            custom=sub.custom_limit is not None,
+        )
+    reason = st.refusal(used)
+    return BillingView(
+        cards=cards(sub, st, now, used),
+        banners=banners(st, used),
+        session_limit=limit,
+        plans=catalog.available_for(tenant_id),
+        admission=Admission(accepting=reason is None, reason=reason),
+    )
+
+
+def _encode(started_at: datetime, session_id: str) -> str:
+    raw = json.dumps([started_at.isoformat(), session_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started, sid = json.loads(raw)
+        return datetime.fromisoformat(started), str(sid)
+    except (ValueError, TypeError):
+        raise InvalidInput("The cursor is not one this API handed out.") from None
+
+
+def list_sessions(db: Database, tenant_id: str, cursor: str | None, limit: int) -> Page:
+    """Newest first, keyset-paged on (started_at, id) so a page costs the same at any depth."""
+    if not 1 <= limit <= 100:
+        raise InvalidInput("limit must be between 1 and 100.")
+    cols = [sessions.c[name] for name in SESSION_COLUMNS]
+    query = select(*cols).where(sessions.c.tenant_id == tenant_id)
+    if cursor:
+        started, sid = _decode(cursor)
+        query = query.where(or_(sessions.c.started_at < started,
+                                and_(sessions.c.started_at == started, sessions.c.id < sid)))
+    query = query.order_by(sessions.c.started_at.desc(), sessions.c.id.desc()).limit(limit + 1)
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    data = [session_from_row(r, same) for r in rows[:limit]]
+    more = len(rows) > limit
+    return Page(data, _encode(data[-1].started_at, data[-1].id) if more else None)

@@ -1,0 +1,46 @@
+"""Deployment settings from the environment (12-factor), prefixed AGENTBILLING_."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTBILLING_", extra="ignore")
+
+    database_url: str = "sqlite:///./agentbilling.db"
+    operator_key: str | None = None
+    test_clock: bool = False
+    billing_enabled: bool = True
+    trial_days: int = Field(14, gt=0)
+    trial_sessions: int = Field(50, gt=0)
+    grace_days: int = Field(7, ge=0)
+    plans_file: str | None = None
+    payment_provider: Literal["sandbox", "stripe"] = "sandbox"
+    smtp_url: str | None = None
+    worker_interval: float = Field(5.0, gt=0)
+    public_url: str | None = None
+    secret_key: str | None = None
+    billing_roles: Annotated[frozenset[str], NoDecode] = frozenset({"owner", "admin"})
+    token_ttl_seconds: int = Field(12 * 3600, gt=0)
+    # SQLite durability: NORMAL in WAL mode survives a crash of the process; FULL also a power cut.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    db_pool_size: int = Field(8, gt=0)
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = None
+
+    @field_validator("billing_roles", mode="before")
+    @classmethod
+    def _split_roles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(r.strip() for r in value.split(",") if r.strip())
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value

@@ -1,0 +1,130 @@
+"""The database handle: a SQLAlchemy engine for most work, raw driver connections for the gate."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import make_url
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class RawPool:
+    """A small LIFO pool of DBAPI connections; checkout costs about a microsecond."""
+
+    def __init__(self, connect: Callable[[], Any], size: int) -> None:
+        self._connect = connect
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Any]:
+        self._slots.acquire()
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            try:
+                yield conn
+            except BaseException:
+                # The caller's transaction is rolled back; a connection that cannot is dropped.
+                try:
+                    conn.rollback()
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                    raise
+                self._idle.put(conn)
+                raise
+            self._idle.put(conn)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+class Database:
+    """One database, SQLite or PostgreSQL, with the same schema and the same rules on both."""
+
+    def __init__(self, url: str, *, pool_size: int = 8, sqlite_synchronous: str = "NORMAL") -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._sqlite_synchronous = sqlite_synchronous
+        if self.is_sqlite:
+            if not self.url.database or self.url.database == ":memory:":
+                raise ValueError("agentbilling needs a SQLite file, not an in-memory database")
+            self.engine = create_engine(self.url, pool_size=pool_size, max_overflow=pool_size)
+            event.listen(self.engine, "connect", self._sqlite_on_connect)
+            event.listen(self.engine, "begin", self._sqlite_on_begin)
+            # One writer at a time in this process, so that writers queue here, in order,
+            # instead of sleeping in SQLite's busy handler. Other processes meet busy_timeout.
+            self.write_lock: contextlib.AbstractContextManager[Any] = threading.RLock()
+        else:
+            if self.url.drivername in ("postgresql", "postgres"):
+                self.url = self.url.set(drivername="postgresql+psycopg")
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+            self.write_lock = contextlib.nullcontext()
+        self.raw = RawPool(self._raw_connect, pool_size * 2)
+
+    # -- raw driver connections (the hot path) --------------------------------------------
+
+    def _raw_connect(self) -> Any:
+        if self.is_sqlite:
+            conn = sqlite3.connect(self.url.database, isolation_level=None, check_same_thread=False)
+            self._sqlite_pragmas(conn)
+            return conn
+        import psycopg
+
+        conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return psycopg.connect(conninfo)
+
+    def _sqlite_pragmas(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._sqlite_synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    # -- SQLAlchemy connections -----------------------------------------------------------
+
+    def _sqlite_on_connect(self, dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        self._sqlite_pragmas(dbapi_conn)
+
+    @staticmethod
+    def _sqlite_on_begin(conn: Connection) -> None:
+        # A writer takes the write lock at BEGIN, so it never fails to upgrade a read lock.
+        write = conn.get_execution_options().get("agentbilling_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A read-write transaction, committed when the block ends without an error."""
+        with self.write_lock, self.engine.connect() as conn:
+            conn.execution_options(agentbilling_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.raw.close()
+        self.engine.dispose()

@@ -1,0 +1,226 @@
+"""The hot path: admitting sessions and counting units on raw driver connections, one transaction each.
+
+The ORM stays off this path. Each admission is one short transaction: read the subscription,
+record the session (or find it, for a replay), and count its first unit with a conditional
+upsert that refuses once the counter has reached its cap. The upsert is what makes admission
+atomic: on PostgreSQL the row lock serialises concurrent increments and the WHERE is checked
+against the latest row; on SQLite the write lock is taken at BEGIN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agentbilling.domain.errors import NotFound, SessionIdReused
+from agentbilling.domain.gate import Refusal
+from agentbilling.domain.metering import Direction, Sender, Session
+from agentbilling.domain.plans import Catalog
+from agentbilling.domain.subscription import Standing, Subscription, standing
+from agentbilling.storage.db import Database
+from agentbilling.storage.rows import (
+    SESSION_COLUMNS,
+    SUBSCRIPTION_COLUMNS,
+    same,
+    session_from_row,
+    subscription_from_row,
+)
+from agentbilling.storage.types import from_sqlite_text, sqlite_text
+
+NO_CAP = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class OpenResult:
+    session: Session | None
+    replay: bool = False
+    refusal: Refusal | None = None
+
+
+class _Refused(Exception):
+    """Unwinds (and so rolls back) an admission the gate refused."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+
+
+class MeteringStore:
+    def __init__(self, db: Database, catalog: Catalog, *, billing_enabled: bool = True) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.billing_enabled = billing_enabled
+        sqlite = db.is_sqlite
+        self._begin = "BEGIN IMMEDIATE" if sqlite else None
+        self._to_db: Callable[[datetime], Any] = sqlite_text if sqlite else same
+        self._from_db: Callable[[Any], datetime | None] = from_sqlite_text if sqlite else same
+        q = (lambda s: s) if sqlite else (lambda s: re.sub(r":(\w+)", r"%(\1)s", s))
+        lock = "" if sqlite else " FOR UPDATE"
+        cols = ", ".join(SESSION_COLUMNS)
+        self.sql_subscription = q(
+            f"SELECT {', '.join(SUBSCRIPTION_COLUMNS)} FROM subscriptions WHERE tenant_id = :t"
+        )
+        self.sql_insert_session = q(
+            f"INSERT INTO sessions (tenant_id, {cols}) VALUES (:t, :id, :agent, :dir, :ao, :now, :now, NULL, NULL, :units)"
+            " ON CONFLICT (tenant_id, id) DO NOTHING"
+        )
+        self.sql_session = q(f"SELECT {cols} FROM sessions WHERE tenant_id = :t AND id = :id")
+        self.sql_session_for_update = self.sql_session + lock
+        self.sql_update_session = q(
+            "UPDATE sessions SET last_activity_at = :last, answered_at = :answered, ended_at = :ended,"
+            " billable_sessions = :units WHERE tenant_id = :t AND id = :id"
+        )
+        self.sql_count_capped = q(
+            "INSERT INTO usage_counters (tenant_id, counter_start, billable_sessions) VALUES (:t, :c, 1)"
+            " ON CONFLICT (tenant_id, counter_start) DO UPDATE"
+            " SET billable_sessions = usage_counters.billable_sessions + 1"
+            " WHERE usage_counters.billable_sessions < :cap RETURNING billable_sessions"
+        )
+        self.sql_count = q(
+            "INSERT INTO usage_counters (tenant_id, counter_start, billable_sessions) VALUES (:t, :c, :n)"
+            " ON CONFLICT (tenant_id, counter_start) DO UPDATE"
+            " SET billable_sessions = usage_counters.billable_sessions + :n"
+        )
+        self.sql_key = q("SELECT tenant_id FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL")
+        self.sql_used = q(
+            "SELECT billable_sessions FROM usage_counters WHERE tenant_id = :t AND counter_start = :c"
+        )
+
+    # -- transactions ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Any]:
+        with self.db.write_lock, self.db.raw.connection() as conn:
+            cur = conn.cursor()
+            if self._begin:
+                cur.execute(self._begin)
+            yield cur
+            conn.commit()
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Any]:
+        with self.db.raw.connection() as conn:
+            cur = conn.cursor()
+            try:
+                yield cur
+            finally:
+                conn.rollback()
+
+    # -- pieces ------------------------------------------------------------------------
+
+    def _subscription(self, cur: Any, tenant_id: str) -> Subscription:
+        cur.execute(self.sql_subscription, {"t": tenant_id})
+        row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"No tenant {tenant_id!r}.")
+        return subscription_from_row(tenant_id, row, self.catalog, self._from_db)
+
+    def _standing(self, cur: Any, tenant_id: str, now: datetime) -> Standing:
+        return standing(self._subscription(cur, tenant_id), now, billing_enabled=self.billing_enabled)
+
+    def _used(self, cur: Any, tenant_id: str, counter_start: datetime) -> int:
+        cur.execute(self.sql_used, {"t": tenant_id, "c": self._to_db(counter_start)})
+        row = cur.fetchone()
+        return row[0] if row else 0
+
+    def _session(self, cur: Any, tenant_id: str, session_id: str, *, for_update: bool = False) -> Session:
+        cur.execute(self.sql_session_for_update if for_update else self.sql_session, {"t": tenant_id, "id": session_id})
+        row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"No session {session_id!r}.")
+        return session_from_row(row, self._from_db)
+
+    def _save_session(self, cur: Any, tenant_id: str, s: Session) -> None:
+        to_db = self._to_db
+        cur.execute(
+            self.sql_update_session,
+            {
+                "t": tenant_id,
+                "id": s.id,
+                "last": to_db(s.last_activity_at),
+                "answered": to_db(s.answered_at) if s.answered_at else None,
+                "ended": to_db(s.ended_at) if s.ended_at else None,
+                "units": s.billable_sessions,
+            },
+        )
+
+    # -- use cases ---------------------------------------------------------------------
+
+    def open_session(
+        self, tenant_id: str, session_id: str, agent_id: str, direction: Direction, now: datetime
+    ) -> OpenResult:
+        """Admit and count the first unit in one transaction, or refuse and change nothing."""
+        try:
+            with self._write() as cur:
+                st = self._standing(cur, tenant_id, now)
+                at = self._to_db(now)
+                counter = self._to_db(st.counter_start)
+                session = Session.open(
+                    id=session_id, agent_id=agent_id, direction=direction, answered_only=st.answered_only, now=now
+                )
+                cur.execute(
+                    self.sql_insert_session,
+                    {"t": tenant_id, "id": session_id, "agent": agent_id, "dir": direction.value,
+                     "ao": st.answered_only, "now": at, "units": session.billable_sessions},
+                )
+                if cur.rowcount == 0:
+                    first = self._session(cur, tenant_id, session_id)
+                    if first.agent_id != agent_id or first.direction is not direction:
+                        raise SessionIdReused(
+                            f"Session {session_id!r} was opened with another agent or direction."
+                        )
+                    return OpenResult(first, replay=True)
+                if st.closed is not None:
+                    raise _Refused(st.closed)
+                if session.billable_sessions:
+                    cur.execute(self.sql_count_capped, {"t": tenant_id, "c": counter, "cap": st.cap or NO_CAP})
+                    if cur.fetchone() is None:
+                        raise _Refused(st.cap_refusal)
+                else:
+                    # Answered only, outbound: admitted while below the limit, counted when answered.
+                    reason = st.refusal(self._used(cur, tenant_id, st.counter_start))
+                    if reason is not None:
+                        raise _Refused(reason)
+                return OpenResult(session)
+        except _Refused as refused:
+            return OpenResult(None, refusal=refused.refusal)
+
+    def record_message(self, tenant_id: str, session_id: str, sender: Sender, now: datetime) -> Session:
+        """A message moves the latest activity; new units count in the period they appear in (R3)."""
+        with self._write() as cur:
+            before = self._session(cur, tenant_id, session_id, for_update=True)
+            after = before.on_message(sender, now)
+            self._save_session(cur, tenant_id, after)
+            added = after.billable_sessions - before.billable_sessions
+            if added:
+                st = self._standing(cur, tenant_id, now)
+                cur.execute(self.sql_count, {"t": tenant_id, "c": self._to_db(st.counter_start), "n": added})
+            return after
+
+    def end_session(self, tenant_id: str, session_id: str, now: datetime) -> Session:
+        with self._write() as cur:
+            before = self._session(cur, tenant_id, session_id, for_update=True)
+            after = before.end(now)
+            if after is not before:
+                self._save_session(cur, tenant_id, after)
+            return after
+
+    def tenant_for_key_hash(self, key_hash: str) -> str | None:
+        """Looked up on every agent request, so on the raw path too; revocation applies at once."""
+        with self._read() as cur:
+            cur.execute(self.sql_key, {"h": key_hash})
+            row = cur.fetchone()
+            return row[0] if row else None
+
+    def get_session(self, tenant_id: str, session_id: str) -> Session:
+        with self._read() as cur:
+            return self._session(cur, tenant_id, session_id)
+
+    def standing_and_usage(self, tenant_id: str, now: datetime) -> tuple[Subscription, Standing, int]:
+        with self._read() as cur:
+            sub = self._subscription(cur, tenant_id)
+            st = standing(sub, now, billing_enabled=self.billing_enabled)
+            return sub, st, self._used(cur, tenant_id, st.counter_start)
