@@ -36,6 +36,7 @@ def advance(db: Database, clock: TestClock, *, seconds: float | None = None, to:
             raise Conflict("Time only moves forward: `to` is in the test clock's past.")
         target = to
     with db.write() as conn:
-        conn.execute(update(test_clock).where(test_clock.c.id == 1).values(now=target))
+        if conn.execute(update(test_clock).where(test_clock.c.id == 1).values(now=target)).rowcount == 0:
+            conn.execute(insert(test_clock).values(id=1, now=target))
         clock.set(target)
     return target

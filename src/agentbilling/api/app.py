@@ -1,0 +1,67 @@
+"""The ASGI application: `create_app` wires the service into FastAPI; nothing connects at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from agentbilling import __version__
+from agentbilling.api import billing, operator, problems, runtime, web
+from agentbilling.api.idempotency import IdempotencyMiddleware
+from agentbilling.service.facade import Billing, connect
+from agentbilling.settings import Settings
+from agentbilling.storage import migrate
+
+
+def create_app(service: Billing | None = None, settings: Settings | None = None) -> FastAPI:
+    """The app around a service; without one it connects (and migrates) at startup."""
+    owned = service is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.billing is None:
+            app.state.billing = connect(settings or Settings())
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.billing.close()
+
+    app = FastAPI(
+        title="agentbilling",
+        version=__version__,
+        summary="Admission gate, billable sessions, trials and subscriptions for an AI-agent platform.",
+        lifespan=lifespan,
+    )
+    app.state.billing = service
+    problems.install(app)
+    app.add_middleware(IdempotencyMiddleware)
+    app.include_router(operator.router)
+    app.include_router(runtime.router)
+    app.include_router(billing.router)
+    app.include_router(web.router)
+
+    @app.get("/livez", tags=["health"], summary="The process is up (no I/O)")
+    async def livez() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], summary="The database answers and is migrated")
+    def readyz(request: Request) -> Any:
+        svc: Billing = request.app.state.billing
+        try:
+            with svc.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+                current = migrate.is_current(conn)
+        except Exception as exc:  # any failure to reach the database means not ready
+            return problems.Problem(503, "not-ready", f"The database does not answer: {type(exc).__name__}").response()
+        if not current:
+            return problems.Problem(503, "not-ready", "The database is not migrated: run `agentbilling db upgrade`.") \
+                .response()
+        return JSONResponse({"status": "ready"})
+
+    return app

@@ -1,0 +1,69 @@
+"""Who is calling: the operator, a tenant's agent runtime (API key), or a tenant's user (token)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from agentbilling.api.problems import Problem
+from agentbilling.service.facade import Billing
+from agentbilling.service.records import User
+
+SESSION_COOKIE = "agentbilling_session"
+BILLING_OFF = "Billing is handled outside the portal. Ask your administrator."
+
+
+def get_billing(request: Request) -> Billing:
+    return request.app.state.billing
+
+
+BillingDep = Annotated[Billing, Depends(get_billing)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def operator(request: Request, billing: BillingDep) -> None:
+    expected = billing.settings.operator_key
+    given = _bearer(request)
+    if not expected:
+        raise _unauthorized("The operator API is off: set AGENTBILLING_OPERATOR_KEY.")
+    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise _unauthorized("A valid operator key is required (Authorization: Bearer <key>).")
+
+
+def tenant_from_key(request: Request, billing: BillingDep) -> str:
+    key = _bearer(request)
+    tenant_id = billing.tenant_for_api_key(key) if key else None
+    if tenant_id is None:
+        raise _unauthorized("A valid tenant API key is required (Authorization: Bearer <key>).")
+    return tenant_id
+
+
+def billing_user(request: Request, billing: BillingDep) -> User:
+    """A user with billing rights; everyone else finds no billing here (404, R13)."""
+    token = _bearer(request) or request.cookies.get(SESSION_COOKIE)
+    user = billing.user_for_token(token) if token else None
+    if user is None:
+        raise _unauthorized("A valid user token is required (Authorization: Bearer <token>).")
+    if not billing.settings.billing_enabled:
+        raise Problem(404, "billing-unavailable", BILLING_OFF)
+    if not user.billing_visible:
+        raise Problem(404, "not-found", "Not found")
+    return user
+
+
+Operator = Depends(operator)
+TenantId = Annotated[str, Depends(tenant_from_key)]
+BillingUser = Annotated[User, Depends(billing_user)]

@@ -1,0 +1,114 @@
+"""Operator routes: tenants, keys, users and tokens, plans, offline subscriptions, the test clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from agentbilling.api.deps import BillingDep, Operator
+from agentbilling.api.problems import Problem
+from agentbilling.api.schemas import (
+    ClockAdvanceIn,
+    SubscriptionIn,
+    TenantIn,
+    TenantPatch,
+    UserIn,
+    UserPatch,
+    billing_json,
+    iso,
+    plan_json,
+    tenant_json,
+    user_json,
+)
+
+router = APIRouter(prefix="/v1", dependencies=[Operator], tags=["operator"])
+
+
+@router.post("/tenants", status_code=201, summary="Create a tenant; its free trial starts now")
+def create_tenant(body: TenantIn, billing: BillingDep) -> dict[str, Any]:
+    return tenant_json(billing.create_tenant(body.id, body.name, body.billing_email))
+
+
+@router.get("/tenants/{tenant_id}", summary="A tenant")
+def get_tenant(tenant_id: str, billing: BillingDep) -> dict[str, Any]:
+    return tenant_json(billing.get_tenant(tenant_id))
+
+
+@router.patch("/tenants/{tenant_id}", summary="Rename a tenant or change its billing contact")
+def update_tenant(tenant_id: str, body: TenantPatch, billing: BillingDep) -> dict[str, Any]:
+    return tenant_json(billing.update_tenant(tenant_id, name=body.name, billing_email=body.billing_email))
+
+
+@router.post("/tenants/{tenant_id}/api-keys", status_code=201, summary="Issue an API key (shown once)")
+def create_api_key(tenant_id: str, billing: BillingDep) -> dict[str, Any]:
+    key = billing.create_api_key(tenant_id)
+    return {"id": key.id, "key": key.key}
+
+
+@router.delete("/tenants/{tenant_id}/api-keys/{key_id}", status_code=204, summary="Revoke an API key at once")
+def revoke_api_key(tenant_id: str, key_id: str, billing: BillingDep) -> Response:
+    billing.revoke_api_key(tenant_id, key_id)
+    return Response(status_code=204)
+
+
+@router.post("/tenants/{tenant_id}/users", status_code=201, summary="Add a user with a role")
+def create_user(tenant_id: str, body: UserIn, billing: BillingDep) -> dict[str, Any]:
+    return user_json(billing.create_user(tenant_id, body.id, body.email, body.role))
+
+
+@router.get("/tenants/{tenant_id}/users/{user_id}", summary="A user, and whether to show them the Billing tab")
+def get_user(tenant_id: str, user_id: str, billing: BillingDep) -> dict[str, Any]:
+    return user_json(billing.get_user(tenant_id, user_id))
+
+
+@router.patch("/tenants/{tenant_id}/users/{user_id}", summary="Change a user's role or email")
+def update_user(tenant_id: str, user_id: str, body: UserPatch, billing: BillingDep) -> dict[str, Any]:
+    return user_json(billing.update_user(tenant_id, user_id, email=body.email, role=body.role))
+
+
+@router.delete("/tenants/{tenant_id}/users/{user_id}", status_code=204, summary="Remove a user and end their sessions")
+def delete_user(tenant_id: str, user_id: str, billing: BillingDep) -> Response:
+    billing.delete_user(tenant_id, user_id)
+    return Response(status_code=204)
+
+
+@router.post("/tenants/{tenant_id}/users/{user_id}/tokens", status_code=201,
+             summary="A signed, expiring token for a user, and a login link that opens the Billing tab")
+def issue_token(tenant_id: str, user_id: str, request: Request, billing: BillingDep) -> dict[str, Any]:
+    issued = billing.issue_token(tenant_id, user_id)
+    base = billing.settings.public_url or str(request.base_url).rstrip("/")
+    return {
+        "token": issued.token,
+        "login_url": f"{base}/billing/login?token={issued.token}",
+        "expires_at": iso(issued.expires_at),
+    }
+
+
+@router.get("/plans", summary="The plan catalog")
+def list_plans(billing: BillingDep) -> dict[str, Any]:
+    return {"data": [plan_json(p) for p in billing.plans()]}
+
+
+@router.put("/tenants/{tenant_id}/subscription",
+            summary="Put a tenant on a plan without the portal (an offline deal, with optional terms)")
+def put_subscription(tenant_id: str, body: SubscriptionIn, billing: BillingDep) -> dict[str, Any]:
+    terms = body.terms.to_domain() if body.terms else None
+    return billing_json(billing.put_subscription(tenant_id, body.plan_id, terms))
+
+
+def _test_clock(billing: BillingDep) -> None:
+    if billing.test_clock is None:
+        raise Problem(404, "not-found", "The test clock is off (AGENTBILLING_TEST_CLOCK=1 turns it on).")
+
+
+@router.get("/clock", summary="The test clock's time (only when the test clock is on)")
+def get_clock(billing: BillingDep) -> dict[str, Any]:
+    _test_clock(billing)
+    return {"now": iso(billing.now())}
+
+
+@router.post("/clock/advance", summary="Move the test clock forward; returns once everything due is applied")
+def advance_clock(body: ClockAdvanceIn, billing: BillingDep) -> dict[str, Any]:
+    _test_clock(billing)
+    return {"now": iso(billing.advance_clock(seconds=body.seconds, to=body.to))}

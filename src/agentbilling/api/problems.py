@@ -1,0 +1,81 @@
+"""RFC 9457 problem details: one exception type, and the handlers that render every error as one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agentbilling.domain.errors import Conflict, DomainError, InvalidInput, NotFound
+from agentbilling.domain.gate import Refusal
+
+TYPE_BASE = "https://agentbilling.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+_TITLES = {
+    400: "Bad request", 401: "Unauthorized", 402: "Payment required", 403: "Forbidden", 404: "Not found",
+    405: "Method not allowed", 409: "Conflict", 415: "Unsupported media type", 422: "Invalid request",
+    500: "Internal server error", 503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    def __init__(self, status: int, code: str, detail: str, *, title: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+        self.title = title or _TITLES.get(status, "Error")
+        self.headers = headers
+        self.extra = extra
+
+    @classmethod
+    def refused(cls, refusal: Refusal) -> Problem:
+        return cls(402, refusal.code, refusal.message, title="Session not admitted")
+
+    def response(self, instance: str | None = None) -> JSONResponse:
+        body = {"type": TYPE_BASE + self.code, "title": self.title, "status": self.status, "detail": self.detail}
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return JSONResponse(body, status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers)
+
+
+def from_domain(err: DomainError) -> Problem:
+    if isinstance(err, NotFound):
+        status = 404
+    elif isinstance(err, Conflict):
+        status = 409
+    elif isinstance(err, InvalidInput):
+        status = 422
+    else:
+        status = 400
+    return Problem(status, err.code, err.detail)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return exc.response(request.url.path)
+
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return from_domain(exc).response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"location": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in exc.errors()
+        ]
+        detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
+        return Problem(422, "invalid-request", detail, errors=errors).response(request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
+        return Problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None)).response(
+            request.url.path
+        )

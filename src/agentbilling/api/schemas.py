@@ -1,0 +1,217 @@
+"""Request bodies (Pydantic) and the JSON shapes of responses."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from babel.numbers import format_currency, get_currency_precision
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from agentbilling.domain.card import Banner, Card
+from agentbilling.domain.limits import SessionLimit
+from agentbilling.domain.metering import Session
+from agentbilling.domain.money import Money
+from agentbilling.domain.plans import Plan, Terms
+from agentbilling.service.records import Admission, BillingView, Tenant, User
+
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+TenantIdField = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Role = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- requests ---------------------------------------------------------------------------
+
+class TenantIn(Strict):
+    id: TenantIdField
+    name: Name
+    billing_email: Email
+
+
+class TenantPatch(Strict):
+    name: Name | None = None
+    billing_email: Email | None = None
+
+
+class UserIn(Strict):
+    id: Id
+    email: Email
+    role: Role
+
+
+class UserPatch(Strict):
+    email: Email | None = None
+    role: Role | None = None
+
+
+class MoneyIn(Strict):
+    amount: Annotated[StrictInt, Field(ge=0)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+    def to_domain(self) -> Money:
+        return Money(self.amount, self.currency)
+
+
+class TermsIn(Strict):
+    price: MoneyIn | None = None
+    included_sessions: Annotated[StrictInt, Field(ge=0)] | None = None
+    overage_price: MoneyIn | None = None
+    base_session_limit: PositiveInt | None = None
+    max_session_limit: PositiveInt | None = None
+
+    def to_domain(self) -> Terms:
+        return Terms(
+            price=self.price.to_domain() if self.price else None,
+            included_sessions=self.included_sessions,
+            overage_price=self.overage_price.to_domain() if self.overage_price else None,
+            base_session_limit=self.base_session_limit,
+            max_session_limit=self.max_session_limit,
+        )
+
+
+class SubscriptionIn(Strict):
+    plan_id: Id
+    terms: TermsIn | None = None
+
+
+class ClockAdvanceIn(Strict):
+    seconds: Annotated[float, Field(ge=0)] | None = None
+    to: datetime | None = None
+
+
+class OpenSessionIn(Strict):
+    id: Id
+    agent_id: Id
+    direction: Literal["inbound", "outbound"]
+
+
+class MessageIn(Strict):
+    from_: Literal["customer", "agent"] = Field(alias="from")
+
+
+class SessionLimitIn(Strict):
+    limit: PositiveInt
+
+
+# -- responses --------------------------------------------------------------------------
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def day(value: date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def money(m: Money | None, locale: str = "en_US") -> dict[str, Any] | None:
+    if m is None:
+        return None
+    major = m.amount / 10 ** get_currency_precision(m.currency)
+    return {"amount": m.amount, "currency": m.currency, "display": format_currency(major, m.currency, locale=locale)}
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "id": plan.id,
+        "name": plan.name,
+        "price": money(plan.price),
+        "included_sessions": plan.included_sessions,
+        "overage_price": money(plan.overage_price),
+        "base_session_limit": plan.base_session_limit,
+        "max_session_limit": plan.max_session_limit,
+        "tags": list(plan.tags),
+        "details": list(plan.details),
+        "enterprise": plan.enterprise,
+    }
+
+
+def tenant_json(t: Tenant) -> dict[str, Any]:
+    return {"id": t.id, "name": t.name, "billing_email": t.billing_email, "created_at": iso(t.created_at)}
+
+
+def user_json(u: User) -> dict[str, Any]:
+    return {"id": u.id, "email": u.email, "role": u.role, "billing_visible": u.billing_visible}
+
+
+def session_json(s: Session) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "agent_id": s.agent_id,
+        "direction": s.direction.value,
+        "status": "ended" if s.ended else "open",
+        "answered_only": s.answered_only,
+        "started_at": iso(s.started_at),
+        "last_activity_at": iso(s.last_activity_at),
+        "answered_at": iso(s.answered_at),
+        "ended_at": iso(s.ended_at),
+        "billable_sessions": s.billable_sessions,
+    }
+
+
+def admitted_json(s: Session) -> dict[str, Any]:
+    """The first answer to an admission: only what cannot change, so a replay returns it unchanged."""
+    return {
+        "id": s.id,
+        "admitted": True,
+        "agent_id": s.agent_id,
+        "direction": s.direction.value,
+        "answered_only": s.answered_only,
+        "started_at": iso(s.started_at),
+        "billable_sessions": s.opening_units,
+    }
+
+
+def card_json(c: Card) -> dict[str, Any]:
+    return {
+        "badge": c.badge.value,
+        "title": c.title,
+        "plan": plan_json(c.plan) if c.plan else None,
+        "sessions_count": c.sessions_count,
+        "trial_sessions_left": c.trial_sessions_left,
+        "trial_days_left": c.trial_days_left,
+        "next_billing_date": day(c.next_billing_date),
+        "starts_on": day(c.starts_on),
+        "expires_on": iso(c.expires_on),
+        "tags": list(c.tags),
+    }
+
+
+def banner_json(b: Banner) -> dict[str, str]:
+    return {"title": b.title, "text": b.text}
+
+
+def limit_json(s: SessionLimit | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    return {
+        "limit": s.limit,
+        "base_limit": s.base_limit,
+        "used": s.used,
+        "custom": s.custom,
+        "warning": s.warning.value if s.warning else None,
+    }
+
+
+def admission_json(a: Admission) -> dict[str, Any]:
+    return {
+        "accepting": a.accepting,
+        "reason": a.reason.code if a.reason else None,
+        "message": a.reason.message if a.reason else None,
+    }
+
+
+def billing_json(v: BillingView) -> dict[str, Any]:
+    return {
+        "cards": [card_json(c) for c in v.cards],
+        "banners": [banner_json(b) for b in v.banners],
+        "session_limit": limit_json(v.session_limit),
+        "plans": [plan_json(p) for p in v.plans],
+        "admission": admission_json(v.admission),
+    }

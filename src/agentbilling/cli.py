@@ -1,0 +1,136 @@
+"""The `agentbilling` command: serve, run the demo, migrate the database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from pathlib import Path
+
+import typer
+from sqlalchemy.engine import make_url
+
+from agentbilling.catalog import CatalogError
+from agentbilling.domain.errors import AlreadyExists
+from agentbilling.settings import Settings
+
+app = typer.Typer(help="agentbilling: the billing service of an AI-agent platform.", no_args_is_help=True)
+db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DEMO_TENANT = "demo"
+DEMO_OWNER = "owner"
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except Exception as exc:
+        typer.secho(f"Configuration error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _connect(settings: Settings):
+    from agentbilling.service.facade import connect
+
+    try:
+        return connect(settings)
+    except CatalogError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+def _serve(service, host: str, port: int) -> None:
+    import uvicorn
+
+    from agentbilling.api.app import create_app
+
+    uvicorn.run(create_app(service), host=host, port=port, log_level="info", access_log=False)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Migrate the database, then serve the API and the Billing tab."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    if not settings.public_url:
+        settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
+    typer.echo(f"agentbilling: database {make_url(settings.database_url).render_as_string()}")
+    _serve(_connect(settings), host, port)
+
+
+def _demo_secrets(settings: Settings) -> dict[str, str]:
+    """The demo's operator and secret keys, kept beside the database so restarts keep them."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        path = Path(url.database + ".secrets.json")
+    else:
+        path = Path(".agentbilling-secrets.json")
+    if path.exists():
+        return json.loads(path.read_text())
+    made = {"operator_key": "op_" + secrets.token_urlsafe(24), "secret_key": secrets.token_urlsafe(32)}
+    path.write_text(json.dumps(made, indent=2))
+    path.chmod(0o600)
+    return made
+
+
+@app.command()
+def demo(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """Serve with a demo tenant (owner user, API key) and print how to try it."""
+    logging.basicConfig(level=logging.WARNING)
+    settings = _settings()
+    made = _demo_secrets(settings)
+    settings = settings.model_copy(update={
+        "operator_key": settings.operator_key or made["operator_key"],
+        "secret_key": settings.secret_key or made["secret_key"],
+        "public_url": settings.public_url or f"http://{host}:{port}",
+    })
+    service = _connect(settings)
+    try:
+        service.create_tenant(DEMO_TENANT, "Demo Tenant", "billing@demo.test")
+        service.create_user(DEMO_TENANT, DEMO_OWNER, "owner@demo.test", "owner")
+    except AlreadyExists:
+        pass
+    key = service.create_api_key(DEMO_TENANT).key
+    token = service.issue_token(DEMO_TENANT, DEMO_OWNER).token
+    base = settings.public_url
+    typer.secho("\nagentbilling demo is starting", bold=True)
+    typer.echo(f"  database        {make_url(settings.database_url).render_as_string()}")
+    typer.echo(f"  operator key    {settings.operator_key}")
+    typer.echo(f"  tenant API key  {key}   (tenant '{DEMO_TENANT}')")
+    typer.echo(f"  owner token     {token}")
+    typer.secho(f"\n  Billing tab:    {base}/billing/login?token={token}", fg="green")
+    typer.echo(f"  API docs:       {base}/docs\n")
+    typer.echo("Try it:")
+    typer.echo(f"  curl -s -X POST {base}/v1/sessions -H 'Authorization: Bearer {key}' \\\n"
+               "       -H 'Content-Type: application/json' -d '{\"id\":\"conv-1\",\"agent_id\":\"support\","
+               "\"direction\":\"inbound\"}'")
+    typer.echo(f"  curl -s {base}/v1/admission -H 'Authorization: Bearer {key}'")
+    typer.echo(f"  curl -s {base}/v1/billing -H 'Authorization: Bearer {token}'")
+    typer.echo(f"  curl -s {base}/v1/plans -H 'Authorization: Bearer {settings.operator_key}'\n")
+    _serve(service, host, port)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the latest schema, and nothing else."""
+    from agentbilling.storage import migrate
+    from agentbilling.storage.db import Database
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.dispose()
+    typer.echo(f"Database is at revision {migrate.head_revision()}.")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,67 @@
+"""Stored answers to mutating POSTs sent with an Idempotency-Key."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from agentbilling.storage.db import Database
+from agentbilling.storage.tables import idempotency_keys
+
+IN_PROGRESS = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    state: str  # "new", "replay", "mismatch", "in_progress"
+    status_code: int = 0
+    content_type: str = ""
+    body: bytes = b""
+
+
+class IdempotencyStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def claim(self, principal: str, key: str, request_hash: str, now: datetime) -> Claim:
+        """Reserve the key for this request, or say what an earlier request with it got."""
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(idempotency_keys).values(
+                    principal=principal, key=key, request_hash=request_hash, status_code=IN_PROGRESS, body="",
+                    created_at=now,
+                ))
+            return Claim("new")
+        except IntegrityError:
+            pass
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(idempotency_keys).where(idempotency_keys.c.principal == principal,
+                                               idempotency_keys.c.key == key)
+            ).one_or_none()
+        if row is None:  # released in between: claim again
+            return self.claim(principal, key, request_hash, now)
+        if row.request_hash != request_hash:
+            return Claim("mismatch")
+        if row.status_code == IN_PROGRESS:
+            return Claim("in_progress")
+        stored = json.loads(row.body)
+        return Claim("replay", row.status_code, stored["content_type"], stored["body"].encode())
+
+    def save(self, principal: str, key: str, status_code: int, content_type: str, body: bytes) -> None:
+        payload = json.dumps({"content_type": content_type, "body": body.decode("utf-8", "replace")})
+        with self.db.write() as conn:
+            conn.execute(
+                update(idempotency_keys)
+                .where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key)
+                .values(status_code=status_code, body=payload)
+            )
+
+    def release(self, principal: str, key: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.principal == principal,
+                                                        idempotency_keys.c.key == key))
