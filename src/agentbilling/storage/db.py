@@ -13,6 +13,37 @@ from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+CHECKPOINT_INTERVAL_S = 0.5
+
+
+class SqliteCheckpointer:
+    """Moves the WAL into the database file from a thread of its own.
+
+    SQLite's automatic checkpoint runs inside whichever commit crosses the threshold and stalls
+    that request for milliseconds. Request connections turn it off; this thread checkpoints
+    (PASSIVE: it never waits for, nor blocks, writers) on its own connection instead.
+    """
+
+    def __init__(self, path: str, interval: float = CHECKPOINT_INTERVAL_S) -> None:
+        self._path = path
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpointer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        try:
+            while not self._stop.wait(self._interval):
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 class RawPool:
@@ -73,6 +104,7 @@ class Database:
             # One writer at a time in this process, so that writers queue here, in order,
             # instead of sleeping in SQLite's busy handler. Other processes meet busy_timeout.
             self.write_lock: contextlib.AbstractContextManager[Any] = threading.RLock()
+            self._checkpointer: SqliteCheckpointer | None = SqliteCheckpointer(self.url.database)
         else:
             if self.url.drivername in ("postgresql", "postgres"):
                 self.url = self.url.set(drivername="postgresql+psycopg")
@@ -80,6 +112,7 @@ class Database:
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
             self.write_lock = contextlib.nullcontext()
+            self._checkpointer = None
         self.raw = RawPool(self._raw_connect, pool_size * 2)
 
     # -- raw driver connections (the hot path) --------------------------------------------
@@ -99,6 +132,7 @@ class Database:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self._sqlite_synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
 
     # -- SQLAlchemy connections -----------------------------------------------------------
 
@@ -126,5 +160,8 @@ class Database:
             yield conn
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self.raw.close()
         self.engine.dispose()
