@@ -21,6 +21,11 @@ class Period:
     end: datetime  # exclusive
     index: int  # 0 for the period that starts at the anchor
 
+    @property
+    def key(self) -> str:
+        """The period's name in the usage counters: its start, to the microsecond, in UTC."""
+        return self.start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
     def contains(self, moment: datetime) -> bool:
         return self.start <= moment < self.end
 

@@ -15,6 +15,9 @@ from agentbilling.domain.plans import Plan
 from agentbilling.domain.trial import Trial
 
 
+TRIAL_COUNTER = "trial"  # a tenant has one trial, ever (R6), so one trial counter
+
+
 class Status(StrEnum):
     TRIALING = "trialing"
     ACTIVE = "active"
@@ -59,7 +62,7 @@ class Standing:
     """The subscription as it stands at one moment, before usage is known."""
 
     status: Status
-    counter_start: datetime  # key of the counter that units recognised now count in
+    counter: str  # the usage counter that units recognised now count in: "trial" or the period's key
     period: Period | None  # the paid period; None on the trial
     closed: Refusal | None  # closed whatever the usage
     cap: int | None  # admissions stop when the counter reaches it; None: no cap
@@ -83,7 +86,7 @@ def standing(sub: Subscription, now: datetime, *, billing_enabled: bool = True) 
         status = Status.EXPIRED if trial.out_of_days(now) else Status.TRIALING
         result = Standing(
             status=status,
-            counter_start=trial.started_at,
+            counter=TRIAL_COUNTER,
             period=None,
             closed=Refusal.SUBSCRIPTION_ENDED if status is Status.EXPIRED else None,
             cap=trial.sessions,
@@ -96,7 +99,7 @@ def standing(sub: Subscription, now: datetime, *, billing_enabled: bool = True) 
         period = period_at(sub.anchor, now)
         result = Standing(
             status=sub.status,
-            counter_start=period.start,
+            counter=period.key,
             period=period,
             closed=Refusal.SUBSCRIPTION_ENDED if sub.status is Status.EXPIRED else None,
             cap=effective_limit(sub.plan, sub.custom_limit),
@@ -108,7 +111,7 @@ def standing(sub: Subscription, now: datetime, *, billing_enabled: bool = True) 
         # The deployment bills elsewhere: count, but never close the gate.
         return Standing(
             status=result.status,
-            counter_start=result.counter_start,
+            counter=result.counter,
             period=result.period,
             closed=None,
             cap=None,

@@ -74,19 +74,19 @@ class MeteringStore:
             " billable_sessions = :units WHERE tenant_id = :t AND id = :id"
         )
         self.sql_count_capped = q(
-            "INSERT INTO usage_counters (tenant_id, counter_start, billable_sessions) VALUES (:t, :c, 1)"
-            " ON CONFLICT (tenant_id, counter_start) DO UPDATE"
+            "INSERT INTO usage_counters (tenant_id, period, billable_sessions) VALUES (:t, :c, 1)"
+            " ON CONFLICT (tenant_id, period) DO UPDATE"
             " SET billable_sessions = usage_counters.billable_sessions + 1"
             " WHERE usage_counters.billable_sessions < :cap RETURNING billable_sessions"
         )
         self.sql_count = q(
-            "INSERT INTO usage_counters (tenant_id, counter_start, billable_sessions) VALUES (:t, :c, :n)"
-            " ON CONFLICT (tenant_id, counter_start) DO UPDATE"
+            "INSERT INTO usage_counters (tenant_id, period, billable_sessions) VALUES (:t, :c, :n)"
+            " ON CONFLICT (tenant_id, period) DO UPDATE"
             " SET billable_sessions = usage_counters.billable_sessions + :n"
         )
         self.sql_key = q("SELECT tenant_id FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL")
         self.sql_used = q(
-            "SELECT billable_sessions FROM usage_counters WHERE tenant_id = :t AND counter_start = :c"
+            "SELECT billable_sessions FROM usage_counters WHERE tenant_id = :t AND period = :c"
         )
 
     # -- transactions ------------------------------------------------------------------
@@ -121,8 +121,8 @@ class MeteringStore:
     def _standing(self, cur: Any, tenant_id: str, now: datetime) -> Standing:
         return standing(self._subscription(cur, tenant_id), now, billing_enabled=self.billing_enabled)
 
-    def _used(self, cur: Any, tenant_id: str, counter_start: datetime) -> int:
-        cur.execute(self.sql_used, {"t": tenant_id, "c": self._to_db(counter_start)})
+    def _used(self, cur: Any, tenant_id: str, counter: str) -> int:
+        cur.execute(self.sql_used, {"t": tenant_id, "c": counter})
         row = cur.fetchone()
         return row[0] if row else 0
 
@@ -157,7 +157,6 @@ class MeteringStore:
             with self._write() as cur:
                 st = self._standing(cur, tenant_id, now)
                 at = self._to_db(now)
-                counter = self._to_db(st.counter_start)
                 session = Session.open(
                     id=session_id, agent_id=agent_id, direction=direction, answered_only=st.answered_only, now=now
                 )
@@ -176,12 +175,12 @@ class MeteringStore:
                 if st.closed is not None:
                     raise _Refused(st.closed)
                 if session.billable_sessions:
-                    cur.execute(self.sql_count_capped, {"t": tenant_id, "c": counter, "cap": st.cap or NO_CAP})
+                    cur.execute(self.sql_count_capped, {"t": tenant_id, "c": st.counter, "cap": st.cap or NO_CAP})
                     if cur.fetchone() is None:
                         raise _Refused(st.cap_refusal)
                 else:
                     # Answered only, outbound: admitted while below the limit, counted when answered.
-                    reason = st.refusal(self._used(cur, tenant_id, st.counter_start))
+                    reason = st.refusal(self._used(cur, tenant_id, st.counter))
                     if reason is not None:
                         raise _Refused(reason)
                 return OpenResult(session)
@@ -197,7 +196,7 @@ class MeteringStore:
             added = after.billable_sessions - before.billable_sessions
             if added:
                 st = self._standing(cur, tenant_id, now)
-                cur.execute(self.sql_count, {"t": tenant_id, "c": self._to_db(st.counter_start), "n": added})
+                cur.execute(self.sql_count, {"t": tenant_id, "c": st.counter, "n": added})
             return after
 
     def end_session(self, tenant_id: str, session_id: str, now: datetime) -> Session:
@@ -223,4 +222,4 @@ class MeteringStore:
         with self._read() as cur:
             sub = self._subscription(cur, tenant_id)
             st = standing(sub, now, billing_enabled=self.billing_enabled)
-            return sub, st, self._used(cur, tenant_id, st.counter_start)
+            return sub, st, self._used(cur, tenant_id, st.counter)

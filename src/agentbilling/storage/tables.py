@@ -60,9 +60,9 @@ usage_counters = Table(
     "usage_counters",
     metadata,
     Column("tenant_id", String(64), nullable=False),
-    Column("counter_start", UTCDateTime, nullable=False),
+    Column("period", String(32), nullable=False),  # "trial", or the paid period's start
     Column("billable_sessions", BigInteger, nullable=False),
-    PrimaryKeyConstraint("tenant_id", "counter_start"),
+    PrimaryKeyConstraint("tenant_id", "period"),
 )
 
 sessions = Table(
