@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from agentbilling.domain.money import Money
@@ -52,3 +53,7 @@ moments = st.datetimes(
     min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
 durations = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400))
+
+# Property tests stay fast (the whole folder runs in a few seconds) and never flake on a slow,
+# shared machine: fewer examples than hypothesis's default, no per-example deadline.
+fast = settings(max_examples=50, deadline=None)

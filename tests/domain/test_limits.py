@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from agentbilling.domain.errors import InvalidInput
 from agentbilling.domain.limits import LimitWarning, SessionLimit, effective_limit, validate_limit
-from tests.domain.support import GROWTH, OUTREACH, STARTER, UNCAPPED
+from tests.domain.support import fast, GROWTH, OUTREACH, STARTER, UNCAPPED
 
 
 def limit(limit: int | None, used: int) -> SessionLimit:
@@ -48,6 +48,7 @@ def test_warning_thresholds(cap, used, warning):
         assert isinstance(w, LimitWarning)
 
 
+@fast
 @given(cap=st.integers(1, 10**6), used=st.integers(0, 2 * 10**6))
 def test_warning_at_80_and_100_percent_exactly(cap, used):
     w = limit(cap, used).warning
@@ -98,6 +99,7 @@ def test_validate_limit_above_max_names_the_plan():
     assert validate_limit(GROWTH, 25000) == 25000
 
 
+@fast
 @given(value=st.integers(-10**6, 10**7))
 def test_validate_limit_property(value):
     ok = 0 < value <= STARTER.max_session_limit
@@ -108,11 +110,13 @@ def test_validate_limit_property(value):
             validate_limit(STARTER, value)
 
 
+@fast
 @given(value=st.integers(1, 10**12))
 def test_a_plan_without_a_highest_limit_takes_any_positive_limit(value):
     assert validate_limit(UNCAPPED, value) == value
 
 
+@fast
 @given(value=st.floats(allow_nan=True) | st.text(max_size=5) | st.booleans())
 def test_validate_limit_rejects_non_integers(value):
     with pytest.raises(InvalidInput):
@@ -139,6 +143,7 @@ def test_effective_limit_lowers_a_custom_limit_to_the_highest():
     assert effective_limit(STARTER, 20000) == 5000
 
 
+@fast
 @given(custom=st.one_of(st.none(), st.integers(1, 10**6)))
 def test_effective_limit_property(custom):
     got = effective_limit(STARTER, custom)

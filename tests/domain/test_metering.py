@@ -17,7 +17,7 @@ from agentbilling.domain.metering import (
     billable_units,
     counted_units,
 )
-from tests.domain.support import DAY, T0, US, durations, moments
+from tests.domain.support import fast, DAY, T0, US, durations, moments
 
 H = timedelta(hours=1)
 DAY_US = 24 * 3600 * 10**6
@@ -57,17 +57,20 @@ def test_billable_units_examples(elapsed, units):
     assert billable_units(T0, T0 + elapsed) == units
 
 
+@fast
 @given(start=moments, elapsed=durations)
 def test_billable_units_is_floor_of_elapsed_windows_plus_one(start, elapsed):
     assert billable_units(start, start + elapsed) == expected_units(elapsed)
 
 
+@fast
 @given(start=moments, a=durations, b=durations)
 def test_billable_units_is_monotone_in_last_activity(start, a, b):
     lo, hi = sorted((a, b))
     assert billable_units(start, start + lo) <= billable_units(start, start + hi)
 
 
+@fast
 @given(start=moments, k=st.integers(0, 500), offset=st.timedeltas(timedelta(0), DAY - US))
 def test_every_instant_of_a_window_bills_the_same(start, k, offset):
     assert billable_units(start, start + k * WINDOW + offset) == k + 1
@@ -101,6 +104,7 @@ def test_idle_time_costs_nothing():
     assert s.end(T0 + 10 * DAY).billable_sessions == 1
 
 
+@fast
 @given(elapsed=durations, end_after=durations)
 def test_ending_adds_nothing(elapsed, end_after):
     s = open_session().on_message(Sender.CUSTOMER, T0 + elapsed)
@@ -132,6 +136,7 @@ messages = st.lists(
 )
 
 
+@fast
 @given(
     direction=st.sampled_from(list(Direction)),
     answered_only=st.booleans(),
@@ -148,6 +153,7 @@ def test_on_message_never_decreases_units_and_never_moves_activity_back(directio
         s = nxt
 
 
+@fast
 @given(direction=st.sampled_from(list(Direction)), answered_only=st.booleans(), msgs=messages)
 def test_units_after_any_messages_follow_r1_and_r2(direction, answered_only, msgs):
     s = open_session(direction, answered_only=answered_only)
@@ -165,6 +171,7 @@ def test_units_after_any_messages_follow_r1_and_r2(direction, answered_only, msg
 # --- R2: Answered only -----------------------------------------------------------------------
 
 
+@fast
 @given(agent_offsets=st.lists(durations, max_size=10))
 def test_outbound_unanswered_on_answered_only_is_zero_whatever_the_activity(agent_offsets):
     s = open_session(Direction.OUTBOUND, answered_only=True)
@@ -176,6 +183,7 @@ def test_outbound_unanswered_on_answered_only_is_zero_whatever_the_activity(agen
     assert s.end(T0 + 30 * DAY).billable_sessions == 0
 
 
+@fast
 @given(before=st.lists(durations, max_size=5), reply=durations)
 def test_after_first_reply_units_count_from_the_start(before, reply):
     s = open_session(Direction.OUTBOUND, answered_only=True)
@@ -202,6 +210,7 @@ def test_first_reply_is_kept_when_the_customer_writes_again():
     assert s.answered_at == T0 + H
 
 
+@fast
 @given(msgs=messages)
 def test_inbound_always_counts_on_answered_only(msgs):
     s = open_session(Direction.INBOUND, answered_only=True)
@@ -211,6 +220,7 @@ def test_inbound_always_counts_on_answered_only(msgs):
         assert s.billable_sessions >= 1
 
 
+@fast
 @given(agent_offsets=st.lists(durations, max_size=5))
 def test_without_the_tag_outbound_counts_from_the_start(agent_offsets):
     s = open_session(Direction.OUTBOUND, answered_only=False)
@@ -235,6 +245,7 @@ def test_opening_units(direction, answered_only, units):
     assert s.billable_sessions == units
 
 
+@fast
 @given(
     direction=st.sampled_from(list(Direction)),
     answered_only=st.booleans(),

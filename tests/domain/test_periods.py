@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentbilling.domain.periods import Period, add_months, period_at
-from tests.domain.support import US, moments
+from tests.domain.support import fast, US, moments
 
 
 def utc(*args) -> datetime:
@@ -51,6 +51,7 @@ def test_jan_31_anchor_walks_feb_28_then_mar_31():
     assert add_months(anchor, 2).day == 31
 
 
+@fast
 @given(anchor=moments, months=st.integers(-240, 240))
 def test_add_months_keeps_the_anchor_day_clamped_and_the_time(anchor, months):
     moved = add_months(anchor, months)
@@ -61,6 +62,7 @@ def test_add_months_keeps_the_anchor_day_clamped_and_the_time(anchor, months):
     assert moved.tzinfo is anchor.tzinfo
 
 
+@fast
 @given(anchor=moments, months=st.integers(0, 240))
 def test_add_months_is_strictly_increasing(anchor, months):
     assert add_months(anchor, months) < add_months(anchor, months + 1)
@@ -69,6 +71,7 @@ def test_add_months_is_strictly_increasing(anchor, months):
 # --- period_at -------------------------------------------------------------------------------
 
 
+@fast
 @given(anchor=moments, now=moments)
 def test_period_at_contains_now_and_is_counted_from_the_anchor(anchor, now):
     p = period_at(anchor, now)
@@ -82,6 +85,7 @@ def test_period_at_contains_now_and_is_counted_from_the_anchor(anchor, now):
         assert p == Period(anchor, add_months(anchor, 1), 0)
 
 
+@fast
 @given(anchor=moments, now=moments)
 def test_periods_tile_time_without_gaps_or_overlaps(anchor, now):
     p = period_at(anchor, max(now, anchor))
@@ -95,6 +99,7 @@ def test_periods_tile_time_without_gaps_or_overlaps(anchor, now):
         assert prev.end == p.start and prev.index == p.index - 1
 
 
+@fast
 @given(anchor=moments, a=moments, b=moments)
 def test_period_index_is_monotone_in_now(anchor, a, b):
     lo, hi = sorted((a, b))
@@ -138,3 +143,18 @@ def test_period_boundaries_are_start_inclusive_end_exclusive():
 def test_before_the_anchor_is_the_first_period():
     anchor = utc(2026, 1, 31, 9)
     assert period_at(anchor, utc(2025, 6, 1)).index == 0
+
+
+def test_period_key_is_its_start_to_the_microsecond_in_utc():
+    anchor = utc(2026, 1, 31, 9, 0, 0, 5)
+    assert period_at(anchor, anchor).key == "2026-01-31T09:00:00.000005Z"
+    assert period_at(anchor, utc(2026, 3, 1)).key == "2026-02-28T09:00:00.000005Z"
+
+
+@fast
+@given(anchor=moments, now=moments)
+def test_consecutive_periods_have_distinct_keys(anchor, now):
+    p = period_at(anchor, max(now, anchor))
+    nxt = period_at(anchor, p.end)
+    assert p.key != nxt.key
+    assert datetime.strptime(p.key, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) == p.start

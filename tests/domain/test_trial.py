@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentbilling.domain.trial import Trial
-from tests.domain.support import DAY, T0, US
+from tests.domain.support import fast, DAY, T0, US
 
 DAY_US = 86400 * 10**6
 S = timedelta(seconds=1)
@@ -56,6 +56,7 @@ def test_days_left_rounds_up(remaining, days):
     assert t.days_left(t.ends_at - remaining) == days
 
 
+@fast
 @given(trial=trials, elapsed=offsets)
 def test_days_left_is_the_ceiling_of_the_remaining_days(trial, elapsed):
     now = T0 + elapsed
@@ -64,12 +65,14 @@ def test_days_left_is_the_ceiling_of_the_remaining_days(trial, elapsed):
     assert trial.days_left(now) == expected
 
 
+@fast
 @given(trial=trials, a=offsets, b=offsets)
 def test_days_left_never_increases_as_time_passes(trial, a, b):
     lo, hi = sorted((a, b))
     assert trial.days_left(T0 + lo) >= trial.days_left(T0 + hi) >= 0
 
 
+@fast
 @given(trial=trials, used=usage)
 def test_sessions_left_is_never_below_zero(trial, used):
     left = trial.sessions_left(used)
@@ -84,6 +87,7 @@ def test_sessions_left_with_usage_past_the_trial():
     assert t.sessions_left(57) == 0  # running sessions pushed usage past 50
 
 
+@fast
 @given(trial=trials, elapsed=offsets, used=usage)
 def test_is_over_at_the_first_of_days_or_sessions(trial, elapsed, used):
     now = T0 + elapsed
@@ -100,6 +104,7 @@ def test_is_over_boundaries():
     assert t.days_left(t.ends_at) == 0
 
 
+@fast
 @given(trial=trials, elapsed=offsets, used=usage)
 def test_ending_soon_rule(trial, elapsed, used):
     now = T0 + elapsed

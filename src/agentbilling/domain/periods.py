@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 def add_months(anchor: datetime, months: int) -> datetime:
@@ -24,7 +24,7 @@ class Period:
     @property
     def key(self) -> str:
         """The period's name in the usage counters: its start, to the microsecond, in UTC."""
-        return self.start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return self.start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     def contains(self, moment: datetime) -> bool:
         return self.start <= moment < self.end
