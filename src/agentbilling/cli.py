@@ -123,10 +123,16 @@ def db_upgrade() -> None:
     from agentbilling.storage import migrate
     from agentbilling.storage.db import Database
 
+    from sqlalchemy.exc import OperationalError
+
     settings = _settings()
     db = Database(settings.database_url)
     try:
         migrate.upgrade(db)
+    except OperationalError as exc:
+        typer.secho(f"Cannot migrate {make_url(settings.database_url).render_as_string()}: {exc.orig}",
+                    fg="red", err=True)
+        raise typer.Exit(2) from None
     finally:
         db.dispose()
     typer.echo(f"Database is at revision {migrate.head_revision()}.")

@@ -8,6 +8,7 @@ limit, and must never refuse the last free slot to everyone either.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,7 +42,8 @@ class Burst:
 
     def __init__(self, base_url: str, size: int = BURST) -> None:
         self.size = size
-        self.clients = [httpx.Client(base_url=base_url, timeout=60) for _ in range(size)]
+        tls = ssl.create_default_context()  # unused over http; shared so that 32 clients start fast
+        self.clients = [httpx.Client(base_url=base_url, timeout=60, verify=tls) for _ in range(size)]
         self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="burst")
         # Open every keep-alive connection up front, so the burst measures the gate, not TCP connects.
         self.fire([lambda c: c.get("/livez")] * size)
@@ -189,9 +191,14 @@ def test_a_burst_for_the_last_slot_under_the_limit_admits_exactly_one(http, burs
         # A refusal is not stored: a refused id is unknown.
         refused_id = next(sid for sid in ids if sid not in admitted)
         assert http.get(f"/v1/sessions/{refused_id}", headers=access.key_headers).status_code == 404
+        if rnd % 5 == 4:  # ... so the same id is admitted once the gate opens again
+            r = http.put("/v1/billing/session-limit", json={"limit": limit + 1}, headers=access.owner_headers)
+            assert r.status_code == 200, r.text
+            assert open_session(http, access, refused_id).status_code == 201
+            assert billing_of(http, access)["cards"][0]["sessions_count"] == limit + 1
 
     # The bursts really were concurrent: requests met at the gate, and all 32 were in flight together.
-    assert probe.max_in_flight >= 8, probe.max_in_flight
+    assert probe.max_in_flight >= 16, probe.max_in_flight
     assert overlapping_rounds >= 1
 
 
@@ -201,7 +208,8 @@ def test_a_burst_for_the_last_trial_session_admits_exactly_one(http, burst, bill
     for rnd in range(ROUNDS):
         tenant_id = f"trial-{rnd}"
         access = setup_tenant(http, tenant_id)
-        open_many(http, access, [f"pre-{i}" for i in range(trial_sessions - 1)])
+        for i in range(trial_sessions - 1):  # 49 of 50 used; through the Python API to keep it quick
+            assert billing.open_session(tenant_id, f"pre-{i}", agent_id="agent-1", direction="inbound").session
         card = billing_of(http, access)["cards"][0]
         assert (card["sessions_count"], card["trial_sessions_left"]) == (49, 1)
 
@@ -223,7 +231,7 @@ def test_a_burst_for_the_last_trial_session_admits_exactly_one(http, burst, bill
         stored = {s["id"] for s in listed_sessions(http, access)}
         assert len(stored) == trial_sessions
         assert set(admitted) <= stored
-    assert probe.max_in_flight >= 8, probe.max_in_flight
+    assert probe.max_in_flight >= 16, probe.max_in_flight
 
 
 @pytest.mark.parametrize("room", ["one slot left", "plenty of room"])

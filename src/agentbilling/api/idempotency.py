@@ -7,6 +7,7 @@ answers from the current state (a refused session may be admitted once the gate 
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,6 +16,18 @@ from agentbilling.api.problems import Problem
 from agentbilling.storage.idempotency import IdempotencyStore
 
 HEADER = b"idempotency-key"
+
+
+def _still_authorized(billing, authorization: bytes) -> bool:
+    """A stored answer is replayed only to a credential that still opens the API (a revoked key does not)."""
+    scheme, _, value = authorization.decode("latin-1").partition(" ")
+    token = value.strip()
+    if scheme.lower() != "bearer" or not token:
+        return False
+    expected = billing.settings.operator_key
+    if expected and hmac.compare_digest(token.encode(), expected.encode()):
+        return True
+    return billing.tenant_for_api_key(token) is not None or billing.user_for_token(token) is not None
 
 
 class IdempotencyMiddleware:
@@ -40,11 +53,19 @@ class IdempotencyMiddleware:
                 break
         body = b"".join(chunks)
         path = scope["path"]
-        principal = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()[:32] + " " + path
+        # The caller is whoever the credential names: the bearer header, else the session cookie.
+        credential = headers.get(b"authorization", b"") + b"\n" + headers.get(b"cookie", b"")
+        principal = hashlib.sha256(credential + b"\n" + path.encode()).hexdigest()
         request_hash = hashlib.sha256(body).hexdigest()
         billing = scope["app"].state.billing
         store = IdempotencyStore(billing.db)
         claim = await anyio.to_thread.run_sync(store.claim, principal, key, request_hash, billing.now())
+        if claim.state == "replay" and not await anyio.to_thread.run_sync(
+            _still_authorized, billing, headers.get(b"authorization", b"")
+        ):
+            problem = Problem(401, "unauthorized", "The credential of this request is no longer valid.",
+                              headers={"WWW-Authenticate": "Bearer"})
+            return await problem.response(path)(scope, receive, send)
         if claim.state == "replay":
             await send({"type": "http.response.start", "status": claim.status_code,
                         "headers": [(b"content-type", claim.content_type.encode()),

@@ -28,17 +28,17 @@ def open_session(body: OpenSessionIn, tenant_id: TenantId, billing: BillingDep) 
     return JSONResponse(admitted_json(result.session), status_code=200 if result.replay else 201)
 
 
-@router.post("/sessions/{session_id}/messages", summary="A message in a session, from the customer or the agent")
+@router.post("/sessions/{session_id:path}/messages", summary="A message in a session, from the customer or the agent")
 def record_message(session_id: str, body: MessageIn, tenant_id: TenantId, billing: BillingDep) -> dict[str, Any]:
     return session_json(billing.record_message(tenant_id, session_id, body.from_))
 
 
-@router.post("/sessions/{session_id}/end", summary="End a session (adds nothing to its billable sessions)")
+@router.post("/sessions/{session_id:path}/end", summary="End a session (adds nothing to its billable sessions)")
 def end_session(session_id: str, tenant_id: TenantId, billing: BillingDep) -> dict[str, Any]:
     return session_json(billing.end_session(tenant_id, session_id))
 
 
-@router.get("/sessions/{session_id}", summary="A session and its billable sessions")
+@router.get("/sessions/{session_id:path}", summary="A session and its billable sessions")
 def get_session(session_id: str, tenant_id: TenantId, billing: BillingDep) -> dict[str, Any]:
     return session_json(billing.get_session(tenant_id, session_id))
 

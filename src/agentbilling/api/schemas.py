@@ -20,7 +20,8 @@ TenantIdField = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-
 Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 Role = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
-PositiveInt = Annotated[StrictInt, Field(gt=0)]
+MAX_COUNT = 10**12  # far above any plan, well inside BIGINT and SQLite INTEGER (and below NO_CAP)
+PositiveInt = Annotated[StrictInt, Field(gt=0, le=MAX_COUNT)]
 
 
 class Strict(BaseModel):
@@ -82,7 +83,7 @@ class SubscriptionIn(Strict):
 
 
 class ClockAdvanceIn(Strict):
-    seconds: Annotated[float, Field(ge=0)] | None = None
+    seconds: Annotated[float, Field(ge=0, le=100 * 366 * 86400, allow_inf_nan=False)] | None = None
     to: datetime | None = None
 
 

@@ -9,6 +9,9 @@ from agentbilling.domain.errors import InvalidInput
 from agentbilling.domain.plans import Plan
 
 
+MAX_LIMIT = 10**12  # far above any plan; keeps every limit inside a 64-bit counter
+
+
 class LimitWarning(StrEnum):
     ALMOST_REACHED = "Session limit almost reached"
     REACHED = "Session limit has been reached"
@@ -47,6 +50,8 @@ def validate_limit(plan: Plan, value: object) -> int:
         raise InvalidInput("The session limit must be a whole number.")
     if value <= 0:
         raise InvalidInput("The session limit must be greater than zero.")
+    if value > MAX_LIMIT:
+        raise InvalidInput(f"The session limit cannot be above {MAX_LIMIT:,}.")
     if plan.max_session_limit is not None and value > plan.max_session_limit:
         raise InvalidInput(
             f"The session limit cannot be above {plan.max_session_limit:,}, "

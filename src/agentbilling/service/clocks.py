@@ -27,16 +27,20 @@ def advance(db: Database, clock: TestClock, *, seconds: float | None = None, to:
     if seconds is not None:
         if seconds < 0:
             raise Conflict("Time only moves forward.")
-        target = clock.now() + timedelta(seconds=seconds)
+        try:
+            target = clock.now() + timedelta(seconds=seconds)
+        except OverflowError:
+            raise InvalidInput("seconds takes the clock past the year 9999.") from None
     else:
         assert to is not None
         if to.tzinfo is None:
             raise InvalidInput("`to` needs a time zone, e.g. 2026-01-31T00:00:00Z.")
+        if to.year >= 9000:
+            raise InvalidInput("`to` is too far ahead; the test clock stops before the year 9000.")
         if to < clock.now():
             raise Conflict("Time only moves forward: `to` is in the test clock's past.")
         target = to
     with db.write() as conn:
         if conn.execute(update(test_clock).where(test_clock.c.id == 1).values(now=target)).rowcount == 0:
             conn.execute(insert(test_clock).values(id=1, now=target))
-        clock.set(target)
-    return target
+        return clock.set(target)

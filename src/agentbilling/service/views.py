@@ -49,7 +49,10 @@ def _decode(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         started, sid = json.loads(raw)
-        return datetime.fromisoformat(started), str(sid)
+        moment = datetime.fromisoformat(started)
+        if moment.tzinfo is None or not isinstance(sid, str):
+            raise ValueError("not a cursor of ours")
+        return moment, sid
     except (ValueError, TypeError):
         raise InvalidInput("The cursor is not one this API handed out.") from None
 

@@ -32,14 +32,22 @@ class SqliteCheckpointer:
         self._thread.start()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        conn: sqlite3.Connection | None = None
         try:
             while not self._stop.wait(self._interval):
-                with contextlib.suppress(sqlite3.Error):
+                try:
+                    if conn is None:  # opened here, and again after a failure (e.g. a volume mounted late)
+                        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+                        conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    if conn is not None:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.close()
+                    conn = None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def stop(self) -> None:
         self._stop.set()
