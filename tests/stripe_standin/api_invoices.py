@@ -1,0 +1,195 @@
+"""Endpoints for Invoices (read, list, pay, finalize, void, mark uncollectible) and Invoice Items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import api_core, forms, invoicing, objects
+from .errors import StripeError
+from .routing import Request, Router, Services
+
+routes = Router()
+
+
+@routes.route("GET", "/v1/invoices/{invoice_id}")
+def get_invoice(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
+    with svc.state.lock:
+        return svc.state.render(svc.state.get(invoice_id, "invoice"), req.expand)
+
+
+@routes.route("GET", "/v1/invoices/{invoice_id}/lines")
+def get_invoice_lines(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
+    with svc.state.lock:
+        return svc.state.render(svc.state.get(invoice_id, "invoice")["lines"])
+
+
+@routes.route("GET", "/v1/invoices")
+def list_invoices(svc: Services, req: Request) -> dict[str, Any]:
+    st, p = svc.state, req.params
+    with st.lock:
+        found = st.all("invoice", lambda i: forms.opt_str(p, "customer") in (None, i["customer"])
+                       and forms.opt_str(p, "subscription") in (None, i["subscription"])
+                       and forms.opt_str(p, "status") in (None, i["status"]))
+        return st.list_of(found, p, "/v1/invoices")
+
+
+@routes.route("POST", "/v1/invoices/{invoice_id}")
+def post_invoice_update(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
+    st, p = svc.state, req.params
+    with st.lock:
+        inv = st.get(invoice_id, "invoice")
+        before = st.render(inv)
+        inv["metadata"] = forms.merge_metadata(inv["metadata"], p)
+        if "description" in p:
+            inv["description"] = forms.opt_str(p, "description")
+        if forms.opt_bool(p, "auto_advance") is not None:
+            inv["auto_advance"] = forms.opt_bool(p, "auto_advance")
+        st.emit_changes("invoice.updated", inv, before)
+        return st.render(inv, req.expand)
+
+
+@routes.route("DELETE", "/v1/invoices/{invoice_id}")
+def delete_invoice(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
+    st = svc.state
+    with st.lock:
+        inv = st.get(invoice_id, "invoice")
+        if inv["status"] != "draft":
+            raise StripeError.invalid("You can only delete draft invoices.")
+        for item in st.all("invoiceitem", lambda i: i["invoice"] == inv["id"]):
+            item["invoice"] = None
+        st.emit("invoice.deleted", inv)
+        del st.objects[inv["id"]]
+        return {"id": inv["id"], "object": "invoice", "deleted": True}
+
+
+@routes.route("POST", "/v1/invoices/{invoice_id}/finalize")
+def post_finalize(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
+    st = svc.state
+    with st.lock:
+        inv = st.get(invoice_id, "invoice")
+        invoicing.finalize(st, inv, st.now(inv))
+        return st.render(inv, req.expand)
+
+
+@routes.route("POST", "/v1/invoices/{invoice_id}/pay")
+def post_pay(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
+    """Charge now (the given payment method, else the usual default); a failed charge is a 402."""
+    st, p = svc.state, req.params
+    with st.lock:
+        inv = st.get(invoice_id, "invoice")
+        now = st.now(inv)
+        if inv["status"] == "paid":
+            raise StripeError.invalid("Invoice is already paid.", code="invoice_already_paid")
+        if inv["status"] == "draft":
+            invoicing.finalize(st, inv, now)
+            if inv["status"] == "paid":
+                return st.render(inv, req.expand)
+        if inv["status"] != "open":
+            raise StripeError.invalid(f"You cannot pay an invoice with status {inv['status']}.")
+        if forms.opt_bool(p, "paid_out_of_band"):
+            invoicing.mark_paid(st, inv, now)
+            return st.render(inv, req.expand)
+        pm = None
+        if forms.opt_str(p, "payment_method"):
+            pm = api_core.resolve_payment_method(st, p["payment_method"], now)
+            api_core.attach(st, pm, st.objects[inv["customer"]])
+        elif invoicing.payment_method_for(st, inv) is None:
+            raise StripeError.invalid("This customer has no attached payment source or default payment method. "
+                                      "Please consider adding a default payment method.")
+        decline = invoicing.attempt_payment(st, inv, now, automatic=False, pm=pm)
+    if decline is not None:
+        raise StripeError.card_declined(decline)
+    with st.lock:
+        return st.render(inv, req.expand)
+
+
+@routes.route("POST", "/v1/invoices/{invoice_id}/void")
+def post_void(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
+    st = svc.state
+    with st.lock:
+        inv = st.get(invoice_id, "invoice")
+        invoicing.void(st, inv, st.now(inv))
+        return st.render(inv, req.expand)
+
+
+@routes.route("POST", "/v1/invoices/{invoice_id}/mark_uncollectible")
+def post_uncollectible(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
+    st = svc.state
+    with st.lock:
+        inv = st.get(invoice_id, "invoice")
+        invoicing.mark_uncollectible(st, inv, st.now(inv))
+        return st.render(inv, req.expand)
+
+
+# invoice items
+
+@routes.route("POST", "/v1/invoiceitems")
+def post_invoice_item(svc: Services, req: Request) -> dict[str, Any]:
+    """A charge on a draft invoice (`invoice=`), else pending until the customer's next invoice."""
+    st, p = svc.state, req.params
+    with st.lock:
+        cus = st.get(forms.req_str(p, "customer"), "customer", param="customer")
+        now = st.now(cus)
+        quantity = forms.opt_int(p, "quantity") or 1
+        price_obj = None
+        if forms.opt_str(p, "price") or forms.opt_dict(p, "pricing").get("price"):
+            price_id = forms.opt_str(p, "price") or forms.opt_dict(p, "pricing")["price"]
+            price_obj = st.get(price_id, "price", param="price")
+            amount, currency = price_obj["unit_amount"] * quantity, price_obj["currency"]
+        else:
+            amount = forms.req_int(p, "amount")
+            currency = forms.req_str(p, "currency").lower()
+        inv = st.get(p["invoice"], "invoice", param="invoice") if forms.opt_str(p, "invoice") else None
+        sub_id = forms.opt_str(p, "subscription")
+        if sub_id:
+            st.get(sub_id, "subscription", param="subscription")
+        if inv is not None:
+            if inv["customer"] != cus["id"]:
+                raise StripeError.invalid("The invoice belongs to another customer.", param="invoice")
+            if inv["status"] != "draft":
+                raise StripeError.invalid(f"You can only add invoice items to draft invoices; {inv['id']} is "
+                                          f"{inv['status']}.", param="invoice")
+            if inv["currency"] != currency:
+                raise StripeError.invalid("The invoice item's currency must match the invoice's.", param="currency")
+            sub_id = sub_id or inv["subscription"]
+        period = forms.opt_dict(p, "period")
+        item = objects.invoice_item(
+            st, cus=cus, amount=amount, currency=currency, description=forms.opt_str(p, "description"), now=now,
+            sub_id=sub_id, quantity=quantity, price_obj=price_obj, metadata=forms.merge_metadata({}, p),
+            period=(forms.req_int(period, "start"), forms.req_int(period, "end")) if period else None)
+        if inv is not None:
+            invoicing.attach_item(st, inv, item)
+        st.emit("invoiceitem.created", item)
+        return st.render(item, req.expand)
+
+
+@routes.route("GET", "/v1/invoiceitems/{item_id}")
+def get_invoice_item(svc: Services, req: Request, item_id: str) -> dict[str, Any]:
+    with svc.state.lock:
+        return svc.state.render(svc.state.get(item_id, "invoiceitem"), req.expand)
+
+
+@routes.route("GET", "/v1/invoiceitems")
+def list_invoice_items(svc: Services, req: Request) -> dict[str, Any]:
+    st, p = svc.state, req.params
+    pending = forms.opt_bool(p, "pending")
+    with st.lock:
+        found = st.all("invoiceitem", lambda i: forms.opt_str(p, "customer") in (None, i["customer"])
+                       and forms.opt_str(p, "invoice") in (None, i["invoice"])
+                       and pending in (None, i["invoice"] is None))
+        return st.list_of(found, p, "/v1/invoiceitems")
+
+
+@routes.route("DELETE", "/v1/invoiceitems/{item_id}")
+def delete_invoice_item(svc: Services, req: Request, item_id: str) -> dict[str, Any]:
+    st = svc.state
+    with st.lock:
+        item = st.get(item_id, "invoiceitem")
+        if item["invoice"]:
+            inv = st.objects[item["invoice"]]
+            if inv["status"] != "draft":
+                raise StripeError.invalid("You cannot delete an invoice item on a finalized invoice.")
+            invoicing.detach_item(inv, item)
+        st.emit("invoiceitem.deleted", item)
+        item["deleted"] = True
+        return {"id": item["id"], "object": "invoiceitem", "deleted": True}
