@@ -50,6 +50,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def parse(p: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """bench/run passes every option to every benchmark: one that is not this one's is ignored."""
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        print(f"({p.prog}: ignoring {' '.join(unknown)}, not an option of this benchmark)", flush=True)
+    return args
+
+
 def backends(args: argparse.Namespace) -> list[str]:
     wanted = [b.strip().lower() for b in args.db.split(",") if b.strip()]
     aliases = {"pg": "postgres", "postgresql": "postgres"}
@@ -104,11 +112,14 @@ def sample_from(label: str, lat_ns: list[int], seconds: float, **extra: Any) -> 
 
 
 def timed_loop(op: Callable[[str], None], *, seconds: float, warmup: float, prefix: str,
-               ids: Callable[[str, int], str] | None = None) -> tuple[list[int], float]:
+               ids: Callable[[str, int], str] | None = None, min_count: int = 0,
+               max_seconds: float | None = None) -> tuple[list[int], float]:
     """Call op(new_id) back to back for `seconds` (after `warmup`), timing each call.
 
-    Returns the latencies (ns) and the wall time of the measured part; the id is built outside
-    the timed call but inside the wall time, for every contender alike.
+    A slow contender runs on past `seconds` until it has `min_count` calls (so that a p999 means
+    something), but never past `max_seconds`. Returns the latencies (ns) and the wall time of the
+    measured part; the id is built outside the timed call but inside the wall time, for every
+    contender alike.
     """
     make = ids or (lambda p, i: f"{p}{i:09d}")
     perf = time.perf_counter_ns
@@ -122,9 +133,10 @@ def timed_loop(op: Callable[[str], None], *, seconds: float, warmup: float, pref
     append = lat.append
     start = perf()
     deadline = start + int(seconds * 1e9)
+    hard = start + int((max_seconds or seconds) * 1e9)
     n = 0
     b = start
-    while b < deadline:
+    while b < deadline or (n < min_count and b < hard):
         sid = make(prefix, n)
         a = perf()
         op(sid)
@@ -192,8 +204,12 @@ def environment() -> dict[str, Any]:
         except Exception:
             return ""
 
+    import agentbilling
+
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "agentbilling_measured": str(Path(agentbilling.__file__).parent),
+        "tag": os.environ.get("BENCH_TAG") or None,
         "git_commit": run(["git", "rev-parse", "--short", "HEAD"]),
         "git_dirty": bool(run(["git", "status", "--porcelain", "--", "src"])),
         "python": platform.python_version(),
@@ -204,12 +220,33 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _finite(value: Any) -> Any:
+    """NaN (a figure that does not apply) as null, so that the JSON is strict."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(name: str, payload: dict[str, Any]) -> Path:
+    """bench/results/NAME[-TAG]-STAMP.json and NAME[-TAG]-latest.json (TAG from $BENCH_TAG)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    tag = os.environ.get("BENCH_TAG", "").strip()
+    if tag:
+        name = f"{name}-{''.join(ch if ch.isalnum() or ch in '-_' else '-' for ch in tag)}"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    payload = {"benchmark": name, "environment": environment(), **payload}
+    begun = payload.pop("environment", None) or {}
+    env = environment()
+    env["loadavg_at_end"] = env.pop("loadavg_at_start")
+    env["finished"] = env.pop("when")
+    env["started"] = begun.get("when")
+    env["loadavg_at_start"] = begun.get("loadavg_at_start")
+    payload = {"benchmark": name, "environment": env, **payload}
     path = RESULTS / f"{name}-{stamp}.json"
-    text = json.dumps(payload, indent=2, default=str)
+    text = json.dumps(_finite(payload), indent=2, default=str)
     path.write_text(text)
     (RESULTS / f"{name}-latest.json").write_text(text)
     return path

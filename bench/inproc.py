@@ -37,7 +37,16 @@ INSERT_Q = ("INSERT INTO sessions (tenant_id, id, agent_id, direction, answered_
             " last_activity_at, answered_at, ended_at, billable_sessions)"
             " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, NULL, NULL, 1)")
 UPDATE_Q = ("UPDATE usage_counters SET billable_sessions = billable_sessions + 1"
-            " WHERE tenant_id = {p} AND counter_start = {p} AND billable_sessions < {p}")
+            " WHERE tenant_id = {p} AND {key} = {p} AND billable_sessions < {p}")
+
+
+def counter_key(columns: dict[str, str]) -> tuple[str, bool]:
+    """The counter's key column besides tenant_id (the schema names it), and whether it is a timestamp."""
+    keys = [name for name in columns if name not in ("tenant_id", "billable_sessions")]
+    if len(keys) != 1:
+        raise SystemExit(f"usage_counters has unexpected columns {list(columns)}; update bench/inproc.py")
+    kind = columns[keys[0]].lower()
+    return keys[0], ("time" in kind or "date" in kind)
 
 
 class RawSqlite:
@@ -46,11 +55,14 @@ class RawSqlite:
         for pragma in ("busy_timeout = 10000", "journal_mode = WAL", f"synchronous = {synchronous}",
                        "foreign_keys = ON"):
             self.conn.execute(f"PRAGMA {pragma}")
-        self.counter = "2000-01-01 00:00:00.000000"
-        self.conn.execute("INSERT INTO usage_counters VALUES (?, ?, 0)", (c.TENANT, self.counter))
+        cols = {row[1]: row[2] for row in self.conn.execute("PRAGMA table_info(usage_counters)")}
+        key, is_time = counter_key(cols)
+        self.counter = "2000-01-01 00:00:00.000000" if is_time else "bench"
+        self.conn.execute(f"INSERT INTO usage_counters (tenant_id, {key}, billable_sessions) VALUES (?, ?, 0)",
+                          (c.TENANT, self.counter))
         self.cur = self.conn.cursor()
         self.insert = INSERT_Q.format(p="?")
-        self.update = UPDATE_Q.format(p="?")
+        self.update = UPDATE_Q.format(p="?", key=key)
 
     def admit(self, sid: str) -> None:
         cur = self.cur
@@ -75,12 +87,17 @@ class RawPostgres:
         import psycopg
 
         self.conn = psycopg.connect(c.pg_conninfo(url))
-        self.counter = datetime(2000, 1, 1, tzinfo=UTC)
-        self.conn.execute("INSERT INTO usage_counters VALUES (%s, %s, 0)", (c.TENANT, self.counter))
+        cols = dict(self.conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'usage_counters'"
+            " AND table_schema = current_schema()").fetchall())
+        key, is_time = counter_key(cols)
+        self.counter: Any = datetime(2000, 1, 1, tzinfo=UTC) if is_time else "bench"
+        self.conn.execute(f"INSERT INTO usage_counters (tenant_id, {key}, billable_sessions) VALUES (%s, %s, 0)",
+                          (c.TENANT, self.counter))
         self.conn.commit()
         self.cur = self.conn.cursor()
         self.insert = INSERT_Q.format(p="%s")
-        self.update = UPDATE_Q.format(p="%s")
+        self.update = UPDATE_Q.format(p="%s", key=key)
 
     def admit(self, sid: str) -> None:
         cur = self.cur
@@ -114,7 +131,7 @@ class Service:
 
 # -- one configuration --------------------------------------------------------------------------
 
-def run_one(dbs: c.Databases, kind: str, *, seconds: float, warmup: float) -> c.Sample:
+def run_one(dbs: c.Databases, kind: str, *, seconds: float, warmup: float, min_count: int) -> c.Sample:
     url = dbs.fresh(kind)
     try:
         if kind == "raw":
@@ -122,7 +139,8 @@ def run_one(dbs: c.Databases, kind: str, *, seconds: float, warmup: float) -> c.
         else:
             runner = Service(url, dbs.synchronous)
         try:
-            lat, wall = c.timed_loop(runner.admit, seconds=seconds, warmup=warmup, prefix=f"{kind}-{c.run_id()}-")
+            lat, wall = c.timed_loop(runner.admit, seconds=seconds, warmup=warmup, prefix=f"{kind}-{c.run_id()}-",
+                                     min_count=min_count, max_seconds=seconds * 4)
         finally:
             runner.close()
         return c.sample_from(kind, lat, wall)
@@ -131,15 +149,15 @@ def run_one(dbs: c.Databases, kind: str, *, seconds: float, warmup: float) -> c.
 
 
 def bench_config(backend: str, synchronous: str, args: Any, *, rounds: int, seconds: float,
-                 warmup: float) -> dict[str, Any]:
+                 warmup: float, min_count: int) -> dict[str, Any]:
     label = f"{backend} (WAL, synchronous={synchronous})" if backend == "sqlite" else "postgres"
     c.banner(f"In-process admissions: {label}: {rounds} rounds of raw / service / raw, {seconds:g} s each")
     res = c.Interleaved()
     with c.Databases(backend, pg_admin_url=args.pg_url, synchronous=synchronous) as dbs:
         for r in range(rounds):
-            b1 = run_one(dbs, "raw", seconds=seconds, warmup=warmup)
-            cand = run_one(dbs, "service", seconds=seconds, warmup=warmup)
-            b2 = run_one(dbs, "raw", seconds=seconds, warmup=warmup)
+            b1 = run_one(dbs, "raw", seconds=seconds, warmup=warmup, min_count=min_count)
+            cand = run_one(dbs, "service", seconds=seconds, warmup=warmup, min_count=min_count)
+            b2 = run_one(dbs, "raw", seconds=seconds, warmup=warmup, min_count=min_count)
             res.baseline += [b1, b2]
             res.candidate.append(cand)
             ratio = res.ratios()[-1]
@@ -183,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=None, help="length of each measured run")
     p.add_argument("--full-sync", choices=("auto", "yes", "no"), default="auto",
                    help="also SQLite synchronous=FULL (auto: unless --quick)")
-    args = p.parse_args(argv)
+    args = c.parse(p, argv)
+    started = c.environment()
     rounds = args.rounds or (3 if args.quick else 5)
     seconds = args.seconds or (1.0 if args.quick else 2.0)
     warmup = 0.2 if args.quick else 0.4
+    min_count = 1000 if args.quick else 3000
     configs = []
     for backend in c.backends(args):
         if backend == "sqlite":
@@ -195,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                 configs.append(("sqlite", "FULL"))
         else:
             configs.append(("postgres", "NORMAL"))
-    results = [bench_config(b, s, args, rounds=rounds, seconds=seconds, warmup=warmup) for b, s in configs]
+    results = [bench_config(b, s, args, rounds=rounds, seconds=seconds, warmup=warmup, min_count=min_count)
+               for b, s in configs]
 
     c.banner("In-process admissions: overall")
     print(c.table(
@@ -205,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
           c.verdict(r["targets"]["ratio_ge_0.70"]), r["median"]["service"]["p50_ms"],
           r["median"]["service"]["p99_ms"], r["median"]["service"]["p999_ms"],
           c.verdict(r["targets"]["service_p999_lt_2ms"]), r["median"]["raw"]["p999_ms"]] for r in results]))
-    path = c.write_json("inproc", {"quick": args.quick, "rounds": rounds, "seconds_per_run": seconds,
+    path = c.write_json("inproc", {"environment": started, "quick": args.quick, "rounds": rounds,
+                                 "seconds_per_run": seconds,
+                                   "min_admissions_per_run": min_count,
                                    "results": results})
     print(f"\n  JSON: {path.relative_to(c.ROOT)}", flush=True)
     return 0

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # SQLite durability: NORMAL in WAL mode survives a crash of the process; FULL also a power cut.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     db_pool_size: int = Field(8, gt=0)
+    # Worker threads that admissions over HTTP run on (they queue for them, in order).
+    admission_threads: int = Field(4, gt=0)
     stripe_api_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None

@@ -96,6 +96,25 @@ class GateProbe:
                     self._in_flight -= 1
 
         monkeypatch.setattr(billing.metering, "open_session", probed)
+        original_for_key = billing.metering.open_session_for_key
+
+        def probed_for_key(*args, **kwargs):
+            with self._lock:
+                self._in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            try:
+                return original_for_key(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+
+        monkeypatch.setattr(billing.metering, "open_session_for_key", probed_for_key)
+
+
+@pytest.fixture
+def settings(settings):
+    # Every request of a burst at the gate at once (the service's default queues them on 4 threads).
+    return settings.model_copy(update={"admission_threads": 32})
 
 
 @pytest.fixture

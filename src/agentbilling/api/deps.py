@@ -15,7 +15,8 @@ SESSION_COOKIE = "agentbilling_session"
 BILLING_OFF = "Billing is handled outside the portal. Ask your administrator."
 
 
-def get_billing(request: Request) -> Billing:
+async def get_billing(request: Request) -> Billing:
+    # async: no I/O here, and FastAPI runs a plain `def` dependency on a worker thread.
     return request.app.state.billing
 
 
@@ -43,12 +44,27 @@ def operator(request: Request, billing: BillingDep) -> None:
         raise _unauthorized("A valid operator key is required (Authorization: Bearer <key>).")
 
 
+INVALID_KEY = "A valid tenant API key is required (Authorization: Bearer <key>)."
+
+
+def invalid_key() -> Problem:
+    return _unauthorized(INVALID_KEY)
+
+
 def tenant_from_key(request: Request, billing: BillingDep) -> str:
     key = _bearer(request)
     tenant_id = billing.tenant_for_api_key(key) if key else None
     if tenant_id is None:
-        raise _unauthorized("A valid tenant API key is required (Authorization: Bearer <key>).")
+        raise invalid_key()
     return tenant_id
+
+
+async def api_key(request: Request) -> str:
+    """The API key as sent, for a route that checks it in its own transaction (the admission)."""
+    key = _bearer(request)
+    if key is None:
+        raise invalid_key()
+    return key
 
 
 def billing_user(request: Request, billing: BillingDep) -> User:
@@ -66,4 +82,5 @@ def billing_user(request: Request, billing: BillingDep) -> User:
 
 Operator = Depends(operator)
 TenantId = Annotated[str, Depends(tenant_from_key)]
+ApiKey = Annotated[str, Depends(api_key)]
 BillingUser = Annotated[User, Depends(billing_user)]

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from fastapi import APIRouter
+import anyio
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from agentbilling.api.deps import BillingDep, TenantId
+from agentbilling.api.deps import ApiKey, BillingDep, TenantId, invalid_key
 from agentbilling.api.problems import Problem
 from agentbilling.api.schemas import MessageIn, OpenSessionIn, admission_json, admitted_json, session_json
+from agentbilling.service.facade import Billing
 
 router = APIRouter(prefix="/v1", tags=["agent runtime"])
+
+
+def _admission_threads(request: Request, billing: Billing) -> anyio.CapacityLimiter:
+    """Admissions run on a few threads of their own (settings.admission_threads) rather than on the
+    40 of the default pool: they serialise in the database anyway (SQLite's write lock, PostgreSQL's
+    counter row), and many threads fighting over the GIL only lengthen the tail."""
+    limiter = getattr(request.app.state, "admission_threads", None)
+    if limiter is None:
+        limiter = request.app.state.admission_threads = anyio.CapacityLimiter(billing.settings.admission_threads)
+    return limiter
+
 
 REFUSED = {402: {"description": "Not admitted: the R4 reason in `type` and its message in `detail`",
                  "content": {"application/problem+json": {}}}}
@@ -20,8 +34,14 @@ REFUSED = {402: {"description": "Not admitted: the R4 reason in `type` and its m
 @router.post("/sessions", status_code=201, responses={200: {"description": "The same id again: the first answer"},
                                                       **REFUSED},
              summary="Ask to open a session: admitted (201), a replay (200), or refused (402)")
-def open_session(body: OpenSessionIn, tenant_id: TenantId, billing: BillingDep) -> JSONResponse:
-    result = billing.open_session(tenant_id, body.id, agent_id=body.agent_id, direction=body.direction)
+async def open_session(request: Request, body: OpenSessionIn, key: ApiKey, billing: BillingDep) -> JSONResponse:
+    # One worker-thread hop for the key and the admission, which share one transaction.
+    result = await anyio.to_thread.run_sync(
+        partial(billing.open_session_for_key, key, body.id, agent_id=body.agent_id, direction=body.direction),
+        limiter=_admission_threads(request, billing),
+    )
+    if result is None:
+        raise invalid_key()
     if result.refusal is not None:
         raise Problem.refused(result.refusal)
     assert result.session is not None

@@ -159,6 +159,19 @@ class Billing:
             self.now(),
         )
 
+    def open_session_for_key(
+        self, key: str, session_id: str, *, agent_id: str, direction: str | Direction
+    ) -> OpenResult | None:
+        """`open_session` for the tenant of a live API key, checked in the same transaction; None if
+        the key is unknown or revoked."""
+        return self.metering.open_session_for_key(
+            hash_api_key(key),
+            _id(session_id, "id"),
+            _id(agent_id, "agent_id"),
+            _enum(Direction, direction, "direction"),
+            self.now(),
+        )
+
     def record_message(self, tenant_id: str, session_id: str, sender: str | Sender) -> Session:
         return self.metering.record_message(tenant_id, session_id, _enum(Sender, sender, "from"), self.now())
 

@@ -21,11 +21,17 @@ class SqliteCheckpointer:
 
     SQLite's automatic checkpoint runs inside whichever commit crosses the threshold and stalls
     that request for milliseconds. Request connections turn it off; this thread checkpoints
-    (PASSIVE: it never waits for, nor blocks, writers) on its own connection instead.
+    on its own connection instead, in two passes: a PASSIVE one that copies the bulk of the log
+    while writers go on (it never waits for, nor blocks, them), then a second PASSIVE one for
+    the few frames written meanwhile, with this process's writers held off by `write_lock`.
+    Only a checkpoint that backfilled the whole log lets the next writer restart it: under a
+    steady stream of writes the first pass alone never does, and the log grows without end.
     """
 
-    def __init__(self, path: str, interval: float = CHECKPOINT_INTERVAL_S) -> None:
+    def __init__(self, path: str, write_lock: contextlib.AbstractContextManager[Any] | None = None,
+                 interval: float = CHECKPOINT_INTERVAL_S) -> None:
         self._path = path
+        self._write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpointer", daemon=True)
@@ -39,7 +45,10 @@ class SqliteCheckpointer:
                     if conn is None:  # opened here, and again after a failure (e.g. a volume mounted late)
                         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
                         conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    _, log, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if log > 0:
+                        with self._write_lock:
+                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error:
                     if conn is not None:
                         with contextlib.suppress(sqlite3.Error):
@@ -112,7 +121,7 @@ class Database:
             # One writer at a time in this process, so that writers queue here, in order,
             # instead of sleeping in SQLite's busy handler. Other processes meet busy_timeout.
             self.write_lock: contextlib.AbstractContextManager[Any] = threading.RLock()
-            self._checkpointer: SqliteCheckpointer | None = SqliteCheckpointer(self.url.database)
+            self._checkpointer: SqliteCheckpointer | None = SqliteCheckpointer(self.url.database, self.write_lock)
         else:
             if self.url.drivername in ("postgresql", "postgres"):
                 self.url = self.url.set(drivername="postgresql+psycopg")

@@ -20,7 +20,7 @@ from agentbilling.domain.errors import NotFound, SessionIdReused
 from agentbilling.domain.gate import Refusal
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog
-from agentbilling.domain.subscription import Standing, Subscription, standing
+from agentbilling.domain.subscription import Standing, Status, Subscription, standing
 from agentbilling.storage.db import Database
 from agentbilling.storage.rows import (
     SESSION_COLUMNS,
@@ -32,6 +32,7 @@ from agentbilling.storage.rows import (
 from agentbilling.storage.types import from_sqlite_text, sqlite_text
 
 NO_CAP = 2**62
+STANDINGS_KEPT = 10_000  # tenants whose standing is kept between admissions
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +49,28 @@ class _Refused(Exception):
         self.refusal = refusal
 
 
+def _window(st: Standing) -> tuple[datetime | None, datetime | None]:
+    """The moments over which a subscription's standing stays the same: [start, end), None unbounded.
+
+    `standing` depends on `now` only through the paid period that contains it, or on the trial
+    through whether its last day has passed.
+    """
+    if st.period is not None:
+        return st.period.start, st.period.end
+    assert st.trial is not None, "a standing without a period is the trial's"
+    if st.status is Status.TRIALING:
+        return None, st.trial.ends_at
+    return st.trial.ends_at, None
+
+
 class MeteringStore:
     def __init__(self, db: Database, catalog: Catalog, *, billing_enabled: bool = True) -> None:
         self.db = db
         self.catalog = catalog
         self.billing_enabled = billing_enabled
+        # tenant -> (subscription row, its standing, the window it holds for): parsing the row and
+        # deriving the standing cost more than the admission's SQL on SQLite, and change monthly.
+        self._standings: dict[str, tuple[Any, Standing, datetime | None, datetime | None]] = {}
         sqlite = db.is_sqlite
         self._begin = "BEGIN IMMEDIATE" if sqlite else None
         self._to_db: Callable[[datetime], Any] = sqlite_text if sqlite else same
@@ -63,9 +81,19 @@ class MeteringStore:
         self.sql_subscription = q(
             f"SELECT {', '.join(SUBSCRIPTION_COLUMNS)} FROM subscriptions WHERE tenant_id = :t"
         )
-        self.sql_insert_session = q(
+        insert_session = (
             f"INSERT INTO sessions (tenant_id, {cols}) VALUES (:t, :id, :agent, :dir, :ao, :now, :now, NULL, NULL, :units)"
             " ON CONFLICT (tenant_id, id) DO NOTHING"
+        )
+        self.sql_insert_session = q(insert_session)
+        # PostgreSQL: record the session and count it in one statement, one round trip (the count
+        # happens only if the session row is new); SQLite has no INSERT inside WITH.
+        self.sql_admit: str | None = None if sqlite else q(
+            f"WITH s AS ({insert_session} RETURNING 1),"
+            " c AS (INSERT INTO usage_counters (tenant_id, period, billable_sessions) SELECT :t, :c, 1 FROM s"
+            " ON CONFLICT (tenant_id, period) DO UPDATE SET billable_sessions = usage_counters.billable_sessions + 1"
+            " WHERE usage_counters.billable_sessions < :cap RETURNING 1)"
+            " SELECT EXISTS (SELECT 1 FROM s), EXISTS (SELECT 1 FROM c)"
         )
         self.sql_session = q(f"SELECT {cols} FROM sessions WHERE tenant_id = :t AND id = :id")
         self.sql_session_for_update = self.sql_session + lock
@@ -119,7 +147,23 @@ class MeteringStore:
         return subscription_from_row(tenant_id, row, self.catalog, self._from_db)
 
     def _standing(self, cur: Any, tenant_id: str, now: datetime) -> Standing:
-        return standing(self._subscription(cur, tenant_id), now, billing_enabled=self.billing_enabled)
+        """The standing at `now`, from the row read in this transaction; derived again only when the
+        row changed or `now` left the window the last one holds for."""
+        cur.execute(self.sql_subscription, {"t": tenant_id})
+        row = cur.fetchone()
+        if row is None:
+            raise NotFound(f"No tenant {tenant_id!r}.")
+        kept = self._standings.get(tenant_id)
+        if kept is not None and kept[0] == row:
+            _, st, start, end = kept
+            if (start is None or start <= now) and (end is None or now < end):
+                return st
+        st = standing(subscription_from_row(tenant_id, row, self.catalog, self._from_db), now,
+                      billing_enabled=self.billing_enabled)
+        if len(self._standings) >= STANDINGS_KEPT:
+            self._standings.clear()
+        self._standings[tenant_id] = (row, st, *_window(st))
+        return st
 
     def _used(self, cur: Any, tenant_id: str, counter: str) -> int:
         cur.execute(self.sql_used, {"t": tenant_id, "c": counter})
@@ -155,37 +199,63 @@ class MeteringStore:
         """Admit and count the first unit in one transaction, or refuse and change nothing."""
         try:
             with self._write() as cur:
-                st = self._standing(cur, tenant_id, now)
-                at = self._to_db(now)
-                session = Session.open(
-                    id=session_id, agent_id=agent_id, direction=direction, answered_only=st.answered_only, now=now
-                )
-                cur.execute(
-                    self.sql_insert_session,
-                    {"t": tenant_id, "id": session_id, "agent": agent_id, "dir": direction.value,
-                     "ao": st.answered_only, "now": at, "units": session.billable_sessions},
-                )
-                if cur.rowcount == 0:
-                    first = self._session(cur, tenant_id, session_id)
-                    if first.agent_id != agent_id or first.direction is not direction:
-                        raise SessionIdReused(
-                            f"Session {session_id!r} was opened with another agent or direction."
-                        )
-                    return OpenResult(first, replay=True)
-                if st.closed is not None:
-                    raise _Refused(st.closed)
-                if session.billable_sessions:
-                    cur.execute(self.sql_count_capped, {"t": tenant_id, "c": st.counter, "cap": st.cap or NO_CAP})
-                    if cur.fetchone() is None:
-                        raise _Refused(st.cap_refusal)
-                else:
-                    # Answered only, outbound: admitted while below the limit, counted when answered.
-                    reason = st.refusal(self._used(cur, tenant_id, st.counter))
-                    if reason is not None:
-                        raise _Refused(reason)
-                return OpenResult(session)
+                return self._admit(cur, tenant_id, session_id, agent_id, direction, now)
         except _Refused as refused:
             return OpenResult(None, refusal=refused.refusal)
+
+    def open_session_for_key(
+        self, key_hash: str, session_id: str, agent_id: str, direction: Direction, now: datetime
+    ) -> OpenResult | None:
+        """The agent runtime's admission: the API key's tenant (None: no such live key) and the
+        admission, in the same transaction, so a request costs one connection checkout and commit."""
+        try:
+            with self._write() as cur:
+                cur.execute(self.sql_key, {"h": key_hash})
+                row = cur.fetchone()
+                if row is None:
+                    return None
+                return self._admit(cur, row[0], session_id, agent_id, direction, now)
+        except _Refused as refused:
+            return OpenResult(None, refusal=refused.refusal)
+
+    def _admit(
+        self, cur: Any, tenant_id: str, session_id: str, agent_id: str, direction: Direction, now: datetime
+    ) -> OpenResult:
+        st = self._standing(cur, tenant_id, now)
+        session = Session.open(
+            id=session_id, agent_id=agent_id, direction=direction, answered_only=st.answered_only, now=now
+        )
+        params = {"t": tenant_id, "id": session_id, "agent": agent_id, "dir": direction.value,
+                  "ao": st.answered_only, "now": self._to_db(now), "units": session.billable_sessions}
+        if self.sql_admit is not None and st.closed is None and session.billable_sessions:
+            cur.execute(self.sql_admit, {**params, "c": st.counter, "cap": st.cap or NO_CAP})
+            inserted, counted = cur.fetchone()
+            if not inserted:
+                return self._replay(cur, tenant_id, session_id, agent_id, direction)
+            if not counted:
+                raise _Refused(st.cap_refusal)
+            return OpenResult(session)
+        cur.execute(self.sql_insert_session, params)
+        if cur.rowcount == 0:
+            return self._replay(cur, tenant_id, session_id, agent_id, direction)
+        if st.closed is not None:
+            raise _Refused(st.closed)
+        if session.billable_sessions:
+            cur.execute(self.sql_count_capped, {"t": tenant_id, "c": st.counter, "cap": st.cap or NO_CAP})
+            if cur.fetchone() is None:
+                raise _Refused(st.cap_refusal)
+        else:
+            # Answered only, outbound: admitted while below the limit, counted when answered.
+            reason = st.refusal(self._used(cur, tenant_id, st.counter))
+            if reason is not None:
+                raise _Refused(reason)
+        return OpenResult(session)
+
+    def _replay(self, cur: Any, tenant_id: str, session_id: str, agent_id: str, direction: Direction) -> OpenResult:
+        first = self._session(cur, tenant_id, session_id)
+        if first.agent_id != agent_id or first.direction is not direction:
+            raise SessionIdReused(f"Session {session_id!r} was opened with another agent or direction.")
+        return OpenResult(first, replay=True)
 
     def record_message(self, tenant_id: str, session_id: str, sender: Sender, now: datetime) -> Session:
         """A message moves the latest activity; new units count in the period they appear in (R3)."""
