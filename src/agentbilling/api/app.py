@@ -41,8 +41,8 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     app.state.billing = service
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
+    app.include_router(runtime.router)  # the hot path, matched first
     app.include_router(operator.router)
-    app.include_router(runtime.router)
     app.include_router(billing.router)
     app.include_router(web.router)
 

@@ -23,7 +23,7 @@ async def get_billing(request: Request) -> Billing:
 BillingDep = Annotated[Billing, Depends(get_billing)]
 
 
-def _bearer(request: Request) -> str | None:
+def bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -37,7 +37,7 @@ def _unauthorized(detail: str) -> Problem:
 
 def operator(request: Request, billing: BillingDep) -> None:
     expected = billing.settings.operator_key
-    given = _bearer(request)
+    given = bearer(request)
     if not expected:
         raise _unauthorized("The operator API is off: set AGENTBILLING_OPERATOR_KEY.")
     if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -52,24 +52,16 @@ def invalid_key() -> Problem:
 
 
 def tenant_from_key(request: Request, billing: BillingDep) -> str:
-    key = _bearer(request)
+    key = bearer(request)
     tenant_id = billing.tenant_for_api_key(key) if key else None
     if tenant_id is None:
         raise invalid_key()
     return tenant_id
 
 
-async def api_key(request: Request) -> str:
-    """The API key as sent, for a route that checks it in its own transaction (the admission)."""
-    key = _bearer(request)
-    if key is None:
-        raise invalid_key()
-    return key
-
-
 def billing_user(request: Request, billing: BillingDep) -> User:
     """A user with billing rights; everyone else finds no billing here (404, R13)."""
-    token = _bearer(request) or request.cookies.get(SESSION_COOKIE)
+    token = bearer(request) or request.cookies.get(SESSION_COOKIE)
     user = billing.user_for_token(token) if token else None
     if user is None:
         raise _unauthorized("A valid user token is required (Authorization: Bearer <token>).")
@@ -82,5 +74,4 @@ def billing_user(request: Request, billing: BillingDep) -> User:
 
 Operator = Depends(operator)
 TenantId = Annotated[str, Depends(tenant_from_key)]
-ApiKey = Annotated[str, Depends(api_key)]
 BillingUser = Annotated[User, Depends(billing_user)]
