@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -64,45 +64,84 @@ class SqliteCheckpointer:
 
 
 class RawPool:
-    """A small LIFO pool of DBAPI connections; checkout costs about a microsecond."""
+    """A small LIFO pool of DBAPI connections.
+
+    The common case takes no lock: `deque.pop` and `append` are atomic. Only when every
+    connection is out does a caller wait on the condition, for one to come back.
+    """
 
     def __init__(self, connect: Callable[[], Any], size: int) -> None:
         self._connect = connect
-        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._slots = threading.BoundedSemaphore(size)
+        self._size = size
+        self._idle: collections.deque[Any] = collections.deque()
+        self._cond = threading.Condition()
+        self._opened = 0  # connections that exist, idle or out
+        self._waiting = 0
+
+    def _take(self) -> Any:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pass
+        with self._cond:
+            self._waiting += 1
+            try:
+                while True:
+                    try:
+                        return self._idle.pop()
+                    except IndexError:
+                        pass
+                    if self._opened < self._size:
+                        self._opened += 1
+                        break
+                    self._cond.wait(timeout=1.0)
+            finally:
+                self._waiting -= 1
+        try:
+            return self._connect()
+        except BaseException:
+            self._lost()
+            raise
+
+    def _give_back(self, conn: Any) -> None:
+        self._idle.append(conn)
+        if self._waiting:
+            with self._cond:
+                self._cond.notify()
+
+    def _lost(self) -> None:
+        with self._cond:
+            self._opened -= 1
+            self._cond.notify()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Any]:
-        self._slots.acquire()
+        conn = self._take()
         try:
+            yield conn
+        except BaseException:
+            # The caller's transaction is rolled back; a connection that cannot is dropped.
             try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                conn = self._connect()
-            try:
-                yield conn
-            except BaseException:
-                # The caller's transaction is rolled back; a connection that cannot is dropped.
-                try:
-                    conn.rollback()
-                except Exception:
-                    with contextlib.suppress(Exception):
-                        conn.close()
-                    raise
-                self._idle.put(conn)
+                conn.rollback()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                self._lost()
                 raise
-            self._idle.put(conn)
-        finally:
-            self._slots.release()
+            self._give_back(conn)
+            raise
+        self._give_back(conn)
 
     def close(self) -> None:
         while True:
             try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
+                conn = self._idle.pop()
+            except IndexError:
                 return
             with contextlib.suppress(Exception):
                 conn.close()
+            with self._cond:
+                self._opened -= 1
 
 
 class Database:
