@@ -78,6 +78,18 @@ class RawPool:
         self._opened = 0  # connections that exist, idle or out
         self._waiting = 0
 
+    def take(self) -> Any:
+        """A connection, for a caller that hands it back with `give_back` or `discard`."""
+        return self._take()
+
+    def give_back(self, conn: Any) -> None:
+        self._give_back(conn)
+
+    def discard(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()
+        self._lost()
+
     def _take(self) -> Any:
         try:
             return self._idle.pop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +62,56 @@ def _window(st: Standing) -> tuple[datetime | None, datetime | None]:
     if st.status is Status.TRIALING:
         return None, st.trial.ends_at
     return st.trial.ends_at, None
+
+
+class _WriteTransaction:
+    """One read-write transaction on a pooled raw connection: committed on success, else rolled back.
+
+    A plain class rather than a generator context manager: this wraps every admission.
+    """
+
+    __slots__ = ("db", "begin", "conn")
+
+    def __init__(self, db: Database, begin: str | None) -> None:
+        self.db = db
+        self.begin = begin
+
+    def __enter__(self) -> Any:
+        self.db.write_lock.__enter__()
+        try:
+            self.conn = self.db.raw.take()
+            cur = self.conn.cursor()
+            if self.begin:
+                cur.execute(self.begin)
+            return cur
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        conn = getattr(self, "conn", None)
+        try:
+            if conn is None:
+                return
+            if exc_type is None:
+                try:
+                    conn.commit()
+                except BaseException:
+                    self._roll_back(conn)
+                    raise
+                self.db.raw.give_back(conn)
+            else:
+                self._roll_back(conn)
+        finally:
+            self.db.write_lock.__exit__(None, None, None)
+
+    def _roll_back(self, conn: Any) -> None:
+        try:
+            conn.rollback()
+        except Exception:
+            self.db.raw.discard(conn)  # a connection that cannot roll back is not reused
+        else:
+            self.db.raw.give_back(conn)
 
 
 class MeteringStore:
@@ -125,14 +176,8 @@ class MeteringStore:
 
     # -- transactions ------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Any]:
-        with self.db.write_lock, self.db.raw.connection() as conn:
-            cur = conn.cursor()
-            if self._begin:
-                cur.execute(self._begin)
-            yield cur
-            conn.commit()
+    def _write(self) -> _WriteTransaction:
+        return _WriteTransaction(self.db, self._begin)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Any]:

@@ -30,11 +30,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def sqlite_text(value: datetime) -> str:
     """The text SQLAlchemy's SQLite DATETIME stores, for the raw-driver hot path."""
-    v = value.astimezone(UTC)
-    return (
-        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
-        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
-    )
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def from_sqlite_text(value: str | None) -> datetime | None:
