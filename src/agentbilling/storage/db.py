@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_INTERVAL_S = 0.5
+SQLITE_MMAP_BYTES = 4 << 30  # address space, not memory: pages are loaded as they are read
 
 
 class SqliteCheckpointer:
@@ -201,6 +202,9 @@ class Database:
         conn.execute(f"PRAGMA synchronous = {self._sqlite_synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer thread does it
+        # Read pages through the OS page cache shared by every connection, not a small private
+        # cache each: index lookups stay fast as the sessions table grows.
+        conn.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
 
     # -- SQLAlchemy connections -----------------------------------------------------------
 
