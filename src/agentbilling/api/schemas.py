@@ -9,7 +9,7 @@ from babel.numbers import format_currency, get_currency_precision
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from agentbilling.domain.card import Banner, Card
-from agentbilling.domain.limits import SessionLimit
+from agentbilling.domain.limits import MAX_LIMIT, SessionLimit
 from agentbilling.domain.metering import Session
 from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Plan, Terms
@@ -20,8 +20,7 @@ TenantIdField = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-
 Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 Role = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
-MAX_COUNT = 10**12  # far above any plan, well inside BIGINT and SQLite INTEGER (and below NO_CAP)
-PositiveInt = Annotated[StrictInt, Field(gt=0, le=MAX_COUNT)]
+PositiveInt = Annotated[StrictInt, Field(gt=0, le=MAX_LIMIT)]
 
 
 class Strict(BaseModel):

@@ -190,21 +190,20 @@ class MeteringStore:
 
     # -- pieces ------------------------------------------------------------------------
 
-    def _subscription(self, cur: Any, tenant_id: str) -> Subscription:
+    def _subscription_row(self, cur: Any, tenant_id: str) -> Any:
         cur.execute(self.sql_subscription, {"t": tenant_id})
         row = cur.fetchone()
         if row is None:
             raise NotFound(f"No tenant {tenant_id!r}.")
-        return subscription_from_row(tenant_id, row, self.catalog, self._from_db)
+        return row
+
+    def _subscription(self, cur: Any, tenant_id: str) -> Subscription:
+        return subscription_from_row(tenant_id, self._subscription_row(cur, tenant_id), self.catalog, self._from_db)
 
     def _standing(self, cur: Any, tenant_id: str, now: datetime) -> Standing:
         """The standing at `now`, from the row read in this transaction; derived again only when the
         row changed or `now` left the window the last one holds for."""
-        cur.execute(self.sql_subscription, {"t": tenant_id})
-        row = cur.fetchone()
-        if row is None:
-            raise NotFound(f"No tenant {tenant_id!r}.")
-        return self._standing_of(tenant_id, row, now)
+        return self._standing_of(tenant_id, self._subscription_row(cur, tenant_id), now)
 
     def _standing_of(self, tenant_id: str, row: Any, now: datetime) -> Standing:
         kept = self._standings.get(tenant_id)
