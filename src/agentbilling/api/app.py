@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from agentbilling import __version__
 from agentbilling.api import billing, operator, problems, runtime, web
+from agentbilling.api.fast_admission import FastAdmission
 from agentbilling.api.idempotency import IdempotencyMiddleware
 from agentbilling.service.facade import Billing, connect
 from agentbilling.settings import Settings
@@ -41,6 +42,7 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     app.state.billing = service
     problems.install(app)
     app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(FastAdmission)  # outermost: the gate's requests skip the rest
     app.include_router(runtime.router)  # the hot path, matched first
     app.include_router(operator.router)
     app.include_router(billing.router)

@@ -24,7 +24,11 @@ BillingDep = Annotated[Billing, Depends(get_billing)]
 
 
 def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    return bearer_of(request.headers.get("authorization", ""))
+
+
+def bearer_of(header: str) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header, or None."""
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None

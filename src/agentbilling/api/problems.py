@@ -55,6 +55,13 @@ def from_domain(err: DomainError) -> Problem:
     return Problem(status, err.code, err.detail)
 
 
+def invalid(errors: Any) -> Problem:
+    """Bad input: a 422 listing each field and what is wrong with it."""
+    listed = [{"location": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in errors]
+    detail = "; ".join(f"{e['location']}: {e['message']}" for e in listed)
+    return Problem(422, "invalid-request", detail, errors=listed)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -66,11 +73,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"location": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in exc.errors()
-        ]
-        detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors)
-        return Problem(422, "invalid-request", detail, errors=errors).response(request.url.path)
+        return invalid(exc.errors()).response(request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
