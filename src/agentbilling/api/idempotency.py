@@ -7,6 +7,7 @@ answers from the current state (a refused session may be admitted once the gate 
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 import hmac
 
 import anyio
@@ -59,7 +60,8 @@ class IdempotencyMiddleware:
         request_hash = hashlib.sha256(body).hexdigest()
         billing = scope["app"].state.billing
         store = IdempotencyStore(billing.db)
-        claim = await anyio.to_thread.run_sync(store.claim, principal, key, request_hash, billing.now())
+        # Wall-clock time: how long a request has been in progress is not business time.
+        claim = await anyio.to_thread.run_sync(store.claim, principal, key, request_hash, datetime.now(UTC))
         if claim.state == "replay" and not await anyio.to_thread.run_sync(
             _still_authorized, billing, headers.get(b"authorization", b"")
         ):
@@ -107,7 +109,8 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_receive, capture)
         finally:
-            if 200 <= status < 300:
-                await anyio.to_thread.run_sync(store.save, principal, key, status, content_type, b"".join(out))
-            else:
-                await anyio.to_thread.run_sync(store.release, principal, key)
+            with anyio.CancelScope(shield=True):  # a cancelled request still settles its claim
+                if 200 <= status < 300:
+                    await anyio.to_thread.run_sync(store.save, principal, key, status, content_type, b"".join(out))
+                else:
+                    await anyio.to_thread.run_sync(store.release, principal, key)

@@ -32,6 +32,8 @@ class Subscriptions:
         """An offline deal: monthly periods from now, renewed without the provider; ends a trial."""
         plan = self.plan(plan_id).with_terms(terms)
         base, top = plan.base_session_limit, plan.max_session_limit
+        if any(v is not None and v <= 0 for v in (base, top)):
+            raise InvalidInput("Session limits must be greater than zero.")
         if base is not None and top is not None and base > top:
             raise InvalidInput("The base session limit cannot be above the highest session limit.")
         sub, st, used = self.metering.standing_and_usage(tenant_id, now)

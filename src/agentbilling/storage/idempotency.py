@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +13,7 @@ from agentbilling.storage.db import Database
 from agentbilling.storage.tables import idempotency_keys
 
 IN_PROGRESS = 0
+STALE_AFTER = timedelta(minutes=1)  # an in-progress claim older than this belongs to a dead request
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +49,23 @@ class IdempotencyStore:
         if row.request_hash != request_hash:
             return Claim("mismatch")
         if row.status_code == IN_PROGRESS:
+            if row.created_at <= now - STALE_AFTER and self._take_over(principal, key, request_hash, row, now):
+                return Claim("new")
             return Claim("in_progress")
         stored = json.loads(row.body)
         return Claim("replay", row.status_code, stored["content_type"], stored["body"].encode())
+
+    def _take_over(self, principal: str, key: str, request_hash: str, row, now: datetime) -> bool:
+        """Claim a key whose request died (a crash, a cancelled request) before it answered."""
+        with self.db.write() as conn:
+            taken = conn.execute(
+                update(idempotency_keys)
+                .where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key,
+                       idempotency_keys.c.status_code == IN_PROGRESS,
+                       idempotency_keys.c.created_at == row.created_at)
+                .values(request_hash=request_hash, created_at=now)
+            )
+            return taken.rowcount == 1
 
     def save(self, principal: str, key: str, status_code: int, content_type: str, body: bytes) -> None:
         payload = json.dumps({"content_type": content_type, "body": body.decode("utf-8", "replace")})

@@ -284,7 +284,7 @@ class MeteringStore:
         params = {"t": tenant_id, "id": session_id, "agent": agent_id, "dir": direction.value,
                   "ao": st.answered_only, "now": self._to_db(now), "units": session.billable_sessions}
         if self.sql_admit is not None and st.closed is None and session.billable_sessions:
-            cur.execute(self.sql_admit, {**params, "c": st.counter, "cap": st.cap or NO_CAP})
+            cur.execute(self.sql_admit, {**params, "c": st.counter, "cap": NO_CAP if st.cap is None else st.cap})
             inserted, counted = cur.fetchone()
             if not inserted:
                 return self._replay(cur, tenant_id, session_id, agent_id, direction)
@@ -297,7 +297,7 @@ class MeteringStore:
         if st.closed is not None:
             raise _Refused(st.closed)
         if session.billable_sessions:
-            cur.execute(self.sql_count_capped, {"t": tenant_id, "c": st.counter, "cap": st.cap or NO_CAP})
+            cur.execute(self.sql_count_capped, {"t": tenant_id, "c": st.counter, "cap": NO_CAP if st.cap is None else st.cap})
             if cur.fetchone() is None:
                 raise _Refused(st.cap_refusal)
         else:
