@@ -153,3 +153,14 @@ def test_effective_limit_property(custom):
         assert got == min(custom, STARTER.max_session_limit)
         assert got <= STARTER.max_session_limit
     assert effective_limit(UNCAPPED, custom) == custom
+
+
+def test_a_tenants_own_limit_survives_a_plan_change_lowered_to_the_new_highest():
+    from agentbilling.catalog import load_catalog
+    from agentbilling.domain.limits import kept_limit
+
+    catalog = load_catalog()
+    assert kept_limit(None, catalog["growth"]) is None  # the new plan's base limit applies
+    assert kept_limit(3000, catalog["growth"]) == 3000  # R8: the tenant's own limit stays
+    assert kept_limit(20000, catalog["starter"]) == 5000  # lowered to Starter's highest
+    assert kept_limit(10**9, catalog["enterprise"]) == 10**9  # no highest limit on the plan

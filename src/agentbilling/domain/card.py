@@ -7,6 +7,7 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from agentbilling.domain.gate import Refusal
+from agentbilling.domain.limits import SessionLimit, effective_limit
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import Standing, Status, Subscription
 
@@ -80,6 +81,18 @@ def cards(sub: Subscription, st: Standing, now: datetime, used: int) -> list[Car
             tags=plan.tags,
         )
     ]
+
+
+def session_limit_card(sub: Subscription, st: Standing, used: int) -> SessionLimit | None:
+    """The Session limit card: on an active paid plan only, not on the trial nor after the end (R9)."""
+    if sub.plan is None or st.status_with(used) is not Status.ACTIVE:
+        return None
+    return SessionLimit(
+        limit=effective_limit(sub.plan, sub.custom_limit),
+        base_limit=sub.plan.base_session_limit,
+        used=used,
+        custom=sub.custom_limit is not None,
+    )
 
 
 def banners(st: Standing, used: int) -> list[Banner]:

@@ -44,6 +44,13 @@ def effective_limit(plan: Plan, custom: int | None) -> int | None:
     return custom
 
 
+def kept_limit(custom: int | None, new_plan: Plan) -> int | None:
+    """A tenant's own limit survives a plan change, lowered to the new plan's highest (R8)."""
+    if custom is None or new_plan.max_session_limit is None:
+        return custom
+    return min(custom, new_plan.max_session_limit)
+
+
 def validate_limit(plan: Plan, value: object) -> int:
     """A whole number greater than zero and not above the plan's highest limit."""
     if isinstance(value, bool) or not isinstance(value, int):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -109,14 +110,5 @@ def standing(sub: Subscription, now: datetime, *, billing_enabled: bool = True) 
         )
     if not billing_enabled:
         # The deployment bills elsewhere: count, but never close the gate.
-        return Standing(
-            status=result.status,
-            counter=result.counter,
-            period=result.period,
-            closed=None,
-            cap=None,
-            cap_refusal=result.cap_refusal,
-            answered_only=result.answered_only,
-            trial=result.trial,
-        )
+        return dataclasses.replace(result, closed=None, cap=None)
     return result

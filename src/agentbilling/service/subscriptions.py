@@ -7,9 +7,10 @@ from datetime import datetime
 from sqlalchemy import update
 
 from agentbilling.domain.errors import InvalidInput, NotFound, SessionLimitUnavailable
-from agentbilling.domain.limits import validate_limit
+from agentbilling.domain.card import session_limit_card
+from agentbilling.domain.limits import kept_limit, validate_limit
 from agentbilling.domain.plans import Catalog, Plan, Terms
-from agentbilling.domain.subscription import Event, Status, Subscription, standing, transition
+from agentbilling.domain.subscription import Event, Subscription, transition
 from agentbilling.storage.db import Database
 from agentbilling.storage.metering import MeteringStore
 from agentbilling.storage.rows import terms_to_json
@@ -43,7 +44,7 @@ class Subscriptions:
                 update(subscriptions)
                 .where(subscriptions.c.tenant_id == tenant_id)
                 .values(status=status.value, plan_id=plan_id, terms=terms_to_json(terms), anchor_at=now,
-                        custom_limit=_kept_limit(sub, plan), updated_at=now)
+                        custom_limit=kept_limit(sub.custom_limit if sub.plan else None, plan), updated_at=now)
             )
 
     def set_session_limit(self, tenant_id: str, limit: object, now: datetime) -> None:
@@ -58,7 +59,7 @@ class Subscriptions:
 
     def _paid(self, tenant_id: str, now: datetime) -> Subscription:
         sub, st, used = self.metering.standing_and_usage(tenant_id, now)
-        if st.status_with(used) is not Status.ACTIVE or sub.plan is None:
+        if session_limit_card(sub, st, used) is None:
             raise SessionLimitUnavailable("The session limit is available on paid plans, not on the free trial.")
         return sub
 
@@ -70,11 +71,3 @@ class Subscriptions:
                 .values(custom_limit=value, updated_at=now)
             )
 
-
-def _kept_limit(sub: Subscription, plan: Plan) -> int | None:
-    """A tenant's own limit survives a plan change, lowered to the new plan's highest (R8)."""
-    if sub.custom_limit is None or sub.plan is None:
-        return None
-    if plan.max_session_limit is not None:
-        return min(sub.custom_limit, plan.max_session_limit)
-    return sub.custom_limit

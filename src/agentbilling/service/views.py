@@ -8,11 +8,9 @@ from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 
-from agentbilling.domain.card import banners, cards
+from agentbilling.domain.card import banners, cards, session_limit_card
 from agentbilling.domain.errors import InvalidInput
-from agentbilling.domain.limits import SessionLimit, effective_limit
 from agentbilling.domain.plans import Catalog
-from agentbilling.domain.subscription import Status
 from agentbilling.service.records import Admission, BillingView, Page
 from agentbilling.storage.db import Database
 from agentbilling.storage.metering import MeteringStore
@@ -22,19 +20,11 @@ from agentbilling.storage.tables import sessions
 
 def billing_view(metering: MeteringStore, catalog: Catalog, tenant_id: str, now: datetime) -> BillingView:
     sub, st, used = metering.standing_and_usage(tenant_id, now)
-    limit = None
-    if sub.plan is not None and st.status_with(used) is Status.ACTIVE:
-        limit = SessionLimit(
-            limit=effective_limit(sub.plan, sub.custom_limit),
-            base_limit=sub.plan.base_session_limit,
-            used=used,
-            custom=sub.custom_limit is not None,
-        )
     reason = st.refusal(used)
     return BillingView(
         cards=cards(sub, st, now, used),
         banners=banners(st, used),
-        session_limit=limit,
+        session_limit=session_limit_card(sub, st, used),
         plans=catalog.available_for(tenant_id),
         admission=Admission(accepting=reason is None, reason=reason),
     )
