@@ -7,8 +7,8 @@ answers from the current state (a refused session may be admitted once the gate 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 import hmac
+from datetime import UTC, datetime
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

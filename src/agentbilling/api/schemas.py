@@ -8,12 +8,15 @@ from typing import Annotated, Any, Literal
 from babel.numbers import format_currency, get_currency_precision
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from agentbilling.catalog.loader import MoneyIn
 from agentbilling.domain.card import Banner, Card
 from agentbilling.domain.limits import MAX_LIMIT, SessionLimit
 from agentbilling.domain.metering import Session
 from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Plan, Terms
 from agentbilling.service.records import Admission, BillingView, Tenant, User
+
+LOCALE = "en_US"
 
 Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 TenantIdField = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
@@ -49,14 +52,6 @@ class UserIn(Strict):
 class UserPatch(Strict):
     email: Email | None = None
     role: Role | None = None
-
-
-class MoneyIn(Strict):
-    amount: Annotated[StrictInt, Field(ge=0)]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-
-    def to_domain(self) -> Money:
-        return Money(self.amount, self.currency)
 
 
 class TermsIn(Strict):
@@ -110,11 +105,15 @@ def day(value: date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def money(m: Money | None, locale: str = "en_US") -> dict[str, Any] | None:
+def format_money(m: Money, locale: str = LOCALE) -> str:
+    """Money as people read it, in the plan's currency: $49.00, 49,00 €."""
+    return format_currency(m.amount / 10 ** get_currency_precision(m.currency), m.currency, locale=locale)
+
+
+def money(m: Money | None) -> dict[str, Any] | None:
     if m is None:
         return None
-    major = m.amount / 10 ** get_currency_precision(m.currency)
-    return {"amount": m.amount, "currency": m.currency, "display": format_currency(major, m.currency, locale=locale)}
+    return {"amount": m.amount, "currency": m.currency, "display": format_money(m)}
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:

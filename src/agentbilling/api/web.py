@@ -7,29 +7,24 @@ from datetime import datetime as DateTime
 from pathlib import Path
 
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency, format_decimal, get_currency_precision
+from babel.numbers import format_decimal
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from agentbilling.api.deps import BILLING_OFF, SESSION_COOKIE, BillingDep
 from agentbilling.api.problems import Problem
+from agentbilling.api.schemas import LOCALE, format_money
 from agentbilling.domain.card import Badge
-from agentbilling.domain.money import Money
 
 router = APIRouter(tags=["billing tab"])
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
-LOCALE = "en_US"
 
 _BADGE_CLASS = {Badge.ACTIVE: "active", Badge.EXPIRED: "expired", Badge.TRIAL_ENDING_SOON: "soon"}
 
 
-def _money(m: Money) -> str:
-    return format_currency(m.amount / 10 ** get_currency_precision(m.currency), m.currency, locale=LOCALE)
-
-
 FORMATTERS = {
-    "money": _money,
+    "money": format_money,
     "number": lambda n: format_decimal(n, locale=LOCALE),
     "date": lambda d: format_date(d, format="medium", locale=LOCALE) if isinstance(d, Date) else "",
     "datetime": lambda d: format_datetime(d, format="medium", locale=LOCALE) if isinstance(d, DateTime) else "",
