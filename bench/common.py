@@ -190,10 +190,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
     out = []
     if title:
         out.append(title)
-    out.append("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+    out.append("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))))
     out.append("  ".join("-" * w for w in widths))
     for r in cells:
-        out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
     return "\n".join(out)
 
 
@@ -229,6 +229,15 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+def finish(name: str, started: dict[str, Any], args: Any, rounds: int, seconds: float,
+           results: list[dict[str, Any]], **extra: Any) -> int:
+    """Every benchmark's last step: its JSON summary written, and where it went printed."""
+    path = write_json(name, {"environment": started, "quick": args.quick, "rounds": rounds,
+                             "seconds_per_run": seconds, **extra, "results": results})
+    print(f"\n  JSON: {path.relative_to(ROOT)}", flush=True)
+    return 0
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:

@@ -167,7 +167,7 @@ def bench_config(backend: str, synchronous: str, args: Any, *, rounds: int, seco
 
     rows = []
     for i, cand in enumerate(res.candidate):
-        for j, s in ((2 * i, res.baseline[2 * i]), (None, cand), (2 * i + 1, res.baseline[2 * i + 1])):
+        for s in (res.baseline[2 * i], cand, res.baseline[2 * i + 1]):
             rows.append([f"{i + 1}", s.label, s.count, s.rate, s.p50_ms, s.p99_ms, s.p999_ms, s.max_ms])
     print()
     print(c.table(["round", "contender", "admissions", "per s", "p50 ms", "p99 ms", "p999 ms", "max ms"], rows))
@@ -226,12 +226,7 @@ def main(argv: list[str] | None = None) -> int:
           c.verdict(r["targets"]["ratio_ge_0.70"]), r["median"]["service"]["p50_ms"],
           r["median"]["service"]["p99_ms"], r["median"]["service"]["p999_ms"],
           c.verdict(r["targets"]["service_p999_lt_2ms"]), r["median"]["raw"]["p999_ms"]] for r in results]))
-    path = c.write_json("inproc", {"environment": started, "quick": args.quick, "rounds": rounds,
-                                 "seconds_per_run": seconds,
-                                   "min_admissions_per_run": min_count,
-                                   "results": results})
-    print(f"\n  JSON: {path.relative_to(c.ROOT)}", flush=True)
-    return 0
+    return c.finish("inproc", started, args, rounds, seconds, results, min_admissions_per_run=min_count)
 
 
 if __name__ == "__main__":

@@ -237,11 +237,7 @@ def main(argv: list[str] | None = None) -> int:
           r["median"]["admit"]["p50_ms"], r["median"]["admit"]["p99_ms"],
           c.verdict(r["targets"]["admit_p99_lt_15ms"]), r["median"]["livez"]["server_cpu_us_per_request"],
           r["median"]["admit"]["server_cpu_us_per_request"]] for r in results]))
-    path = c.write_json("http", {"environment": started, "quick": args.quick, "rounds": rounds,
-                                 "seconds_per_run": seconds,
-                                 "results": results})
-    print(f"\n  JSON: {path.relative_to(c.ROOT)}", flush=True)
-    return 0
+    return c.finish("http", started, args, rounds, seconds, results)
 
 
 if __name__ == "__main__":

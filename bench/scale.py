@@ -204,11 +204,7 @@ def main(argv: list[str] | None = None) -> int:
           c.verdict(r["targets"]["p50_ratio_le_1.2"]), r["median"]["small"]["p99_ms"],
           r["median"]["large"]["p99_ms"], r["median"]["small"]["per_second"], r["median"]["large"]["per_second"]]
          for r in results]))
-    path = c.write_json("scale", {"environment": started, "quick": args.quick, "rounds": rounds,
-                                 "seconds_per_run": seconds,
-                                  "results": results})
-    print(f"\n  JSON: {path.relative_to(c.ROOT)}", flush=True)
-    return 0
+    return c.finish("scale", started, args, rounds, seconds, results)
 
 
 if __name__ == "__main__":
