@@ -64,11 +64,7 @@ def delete_invoice(svc: Services, req: Request, invoice_id: str) -> dict[str, An
 
 @routes.route("POST", "/v1/invoices/{invoice_id}/finalize")
 def post_finalize(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
-    st = svc.state
-    with st.lock:
-        inv = st.get(invoice_id, "invoice")
-        invoicing.finalize(st, inv, st.now(inv))
-        return st.render(inv, req.expand)
+    return svc.state.act(invoice_id, "invoice", invoicing.finalize, req.expand)
 
 
 @routes.route("POST", "/v1/invoices/{invoice_id}/pay")
@@ -105,20 +101,12 @@ def post_pay(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
 
 @routes.route("POST", "/v1/invoices/{invoice_id}/void")
 def post_void(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
-    st = svc.state
-    with st.lock:
-        inv = st.get(invoice_id, "invoice")
-        invoicing.void(st, inv, st.now(inv))
-        return st.render(inv, req.expand)
+    return svc.state.act(invoice_id, "invoice", invoicing.void, req.expand)
 
 
 @routes.route("POST", "/v1/invoices/{invoice_id}/mark_uncollectible")
 def post_uncollectible(svc: Services, req: Request, invoice_id: str) -> dict[str, Any]:
-    st = svc.state
-    with st.lock:
-        inv = st.get(invoice_id, "invoice")
-        invoicing.mark_uncollectible(st, inv, st.now(inv))
-        return st.render(inv, req.expand)
+    return svc.state.act(invoice_id, "invoice", invoicing.mark_uncollectible, req.expand)
 
 
 # invoice items

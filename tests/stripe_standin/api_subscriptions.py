@@ -244,11 +244,7 @@ def _requested_item(st: State, sub: dict[str, Any], p: dict[str, Any]) -> tuple[
 
 @routes.route("DELETE", "/v1/subscriptions/{sub_id}")
 def delete_subscription(svc: Services, req: Request, sub_id: str) -> dict[str, Any]:
-    st = svc.state
-    with st.lock:
-        sub = st.get(sub_id, "subscription")
-        subscriptions.cancel_now(st, sub, st.now(sub))
-        return st.render(sub, req.expand)
+    return svc.state.act(sub_id, "subscription", subscriptions.cancel_now, req.expand)
 
 
 # subscription schedules
@@ -280,29 +276,20 @@ def list_schedules(svc: Services, req: Request) -> dict[str, Any]:
 
 @routes.route("POST", "/v1/subscription_schedules/{sched_id}")
 def post_schedule_update(svc: Services, req: Request, sched_id: str) -> dict[str, Any]:
-    st = svc.state
-    with st.lock:
-        sched = st.get(sched_id, "subscription_schedule")
-        schedules.update(st, sched, req.params, st.now(sched))
-        return st.render(sched, req.expand)
+    def update(st: Any, sched: dict[str, Any], now: int) -> None:
+        schedules.update(st, sched, req.params, now)
+
+    return svc.state.act(sched_id, "subscription_schedule", update, req.expand)
 
 
 @routes.route("POST", "/v1/subscription_schedules/{sched_id}/release")
 def post_schedule_release(svc: Services, req: Request, sched_id: str) -> dict[str, Any]:
-    st = svc.state
-    with st.lock:
-        sched = st.get(sched_id, "subscription_schedule")
-        schedules.release(st, sched, st.now(sched))
-        return st.render(sched, req.expand)
+    return svc.state.act(sched_id, "subscription_schedule", schedules.release, req.expand)
 
 
 @routes.route("POST", "/v1/subscription_schedules/{sched_id}/cancel")
 def post_schedule_cancel(svc: Services, req: Request, sched_id: str) -> dict[str, Any]:
-    st = svc.state
-    with st.lock:
-        sched = st.get(sched_id, "subscription_schedule")
-        schedules.cancel(st, sched, st.now(sched))
-        return st.render(sched, req.expand)
+    return svc.state.act(sched_id, "subscription_schedule", schedules.cancel, req.expand)
 
 
 

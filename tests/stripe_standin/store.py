@@ -101,6 +101,14 @@ class State:
         """The frozen time of the clock the object belongs to (the default clock if none)."""
         return int(self.clock(self.clock_id_of(obj))["frozen_time"])
 
+    def act(self, object_id: str, kind: str, action: Any, expand: Iterable[str] = ()) -> dict[str, Any]:
+        """An endpoint that applies one action to one object: under the lock, at the object's clock's
+        time, answering with the object as it is afterwards (`action(state, obj, now)`)."""
+        with self.lock:
+            obj = self.get(object_id, kind)
+            action(self, obj, self.now(obj))
+            return self.render(obj, expand)
+
     # rendering
 
     def render(self, obj: dict[str, Any], expand: Iterable[str] = ()) -> dict[str, Any]:
