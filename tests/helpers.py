@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tests.conftest import operator_headers
 
@@ -12,6 +12,11 @@ class TenantAccess:
     id: str
     key_headers: dict[str, str]
     owner_headers: dict[str, str]
+    more_keys: list[dict[str, str]] = field(default_factory=list)  # key_headers first, then any others
+
+    def __post_init__(self) -> None:
+        if not self.more_keys:
+            self.more_keys.append(self.key_headers)
 
 
 def setup_tenant(client, tenant_id: str = "acme", role: str = "owner") -> TenantAccess:

@@ -77,38 +77,47 @@ def burst(live_server) -> Iterator[Burst]:
 
 
 class GateProbe:
-    """Wraps the store's open_session (behaviour unchanged) to see how many requests were at the gate at once."""
+    """Wraps the store's admissions (behaviour unchanged) to see how many requests were being
+    decided at once: in concurrent transactions, or together in one (group commit)."""
 
     def __init__(self, billing: Billing, monkeypatch: pytest.MonkeyPatch) -> None:
         self._lock = threading.Lock()
+        self._inside = threading.local()  # a batch of one calls open_session_for_key: counted once
         self._in_flight = 0
         self.max_in_flight = 0
-        original = billing.metering.open_session
+        self.batches: list[int] = []  # the size of every batch the store was given
+        store = billing.metering
+        self._wrap(monkeypatch, store, "open_session", lambda args: 1)
+        self._wrap(monkeypatch, store, "open_session_for_key", lambda args: 1)
+        self._wrap(monkeypatch, store, "open_sessions_for_key", lambda args: len(args[1]))
+
+    def _enter(self, n: int, *, batch: bool) -> None:
+        with self._lock:
+            self._in_flight += n
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            if batch:
+                self.batches.append(n)
+
+    def _leave(self, n: int) -> None:
+        with self._lock:
+            self._in_flight -= n
+
+    def _wrap(self, monkeypatch: pytest.MonkeyPatch, store: object, name: str, size: Callable) -> None:
+        original = getattr(store, name)
 
         def probed(*args, **kwargs):
-            with self._lock:
-                self._in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            if getattr(self._inside, "call", False):
+                return original(*args, **kwargs)
+            n = size(args)
+            self._enter(n, batch=name == "open_sessions_for_key")
+            self._inside.call = True
             try:
                 return original(*args, **kwargs)
             finally:
-                with self._lock:
-                    self._in_flight -= 1
+                self._inside.call = False
+                self._leave(n)
 
-        monkeypatch.setattr(billing.metering, "open_session", probed)
-        original_for_key = billing.metering.open_session_for_key
-
-        def probed_for_key(*args, **kwargs):
-            with self._lock:
-                self._in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self._in_flight)
-            try:
-                return original_for_key(*args, **kwargs)
-            finally:
-                with self._lock:
-                    self._in_flight -= 1
-
-        monkeypatch.setattr(billing.metering, "open_session_for_key", probed_for_key)
+        monkeypatch.setattr(store, name, probed)
 
 
 @pytest.fixture
@@ -124,12 +133,27 @@ def probe(billing: Billing, monkeypatch: pytest.MonkeyPatch) -> GateProbe:
 
 # -- small helpers ------------------------------------------------------------------------
 
-def opener(access: TenantAccess, session_id: str) -> Callable[[httpx.Client], httpx.Response]:
-    return lambda client: open_session(client, access, session_id)
+KEYS = 4  # API keys per tenant: a burst's requests take them in turn
+
+
+def opener(access: TenantAccess, session_id: str, i: int = 0) -> Callable[[httpx.Client], httpx.Response]:
+    """The i-th request of a burst, on the tenant's i-th key (of KEYS): requests under one key share
+    transactions (group commit), those under different keys race in concurrent transactions."""
+    keyed = TenantAccess(access.id, access.more_keys[i % len(access.more_keys)], access.owner_headers)
+    return lambda client: open_session(client, keyed, session_id)
+
+
+def tenant_with_keys(http: httpx.Client, tenant_id: str) -> TenantAccess:
+    access = setup_tenant(http, tenant_id)
+    for _ in range(KEYS - 1):
+        r = http.post(f"/v1/tenants/{tenant_id}/api-keys", headers=operator_headers())
+        assert r.status_code == 201, r.text
+        access.more_keys.append({"Authorization": f"Bearer {r.json()['key']}"})
+    return access
 
 
 def paid_tenant(http: httpx.Client, tenant_id: str, limit: int | None = None) -> TenantAccess:
-    access = setup_tenant(http, tenant_id)
+    access = tenant_with_keys(http, tenant_id)
     r = http.put(f"/v1/tenants/{tenant_id}/subscription", json={"plan_id": "starter"}, headers=operator_headers())
     assert r.status_code == 200, r.text
     if limit is not None:
@@ -190,7 +214,7 @@ def test_a_burst_for_the_last_slot_under_the_limit_admits_exactly_one(http, burs
         assert billing_of(http, access)["admission"]["accepting"] is True
 
         ids = [f"burst-{rnd}-{i}" for i in range(BURST)]
-        shots = burst.fire([opener(access, sid) for sid in ids])
+        shots = burst.fire([opener(access, sid, i) for i, sid in enumerate(ids)])
         overlapping_rounds += all_in_flight_at_once(shots)
 
         admitted = [sid for sid, s in zip(ids, shots) if s.response.status_code == 201]
@@ -219,6 +243,7 @@ def test_a_burst_for_the_last_slot_under_the_limit_admits_exactly_one(http, burs
     # The bursts really were concurrent: requests met at the gate, and all 32 were in flight together.
     assert probe.max_in_flight >= 16, probe.max_in_flight
     assert overlapping_rounds >= 1
+    assert max(probe.batches) > 1, probe.batches  # some went together in one transaction
 
 
 def test_a_burst_for_the_last_trial_session_admits_exactly_one(http, burst, billing, probe):
@@ -226,14 +251,14 @@ def test_a_burst_for_the_last_trial_session_admits_exactly_one(http, burst, bill
     assert trial_sessions == 50
     for rnd in range(ROUNDS):
         tenant_id = f"trial-{rnd}"
-        access = setup_tenant(http, tenant_id)
+        access = tenant_with_keys(http, tenant_id)
         for i in range(trial_sessions - 1):  # 49 of 50 used; through the Python API to keep it quick
             assert billing.open_session(tenant_id, f"pre-{i}", agent_id="agent-1", direction="inbound").session
         card = billing_of(http, access)["cards"][0]
         assert (card["sessions_count"], card["trial_sessions_left"]) == (49, 1)
 
         ids = [f"burst-{rnd}-{i}" for i in range(BURST)]
-        shots = burst.fire([opener(access, sid) for sid in ids])
+        shots = burst.fire([opener(access, sid, i) for i, sid in enumerate(ids)])
 
         admitted = [sid for sid, s in zip(ids, shots) if s.response.status_code == 201]
         assert len(admitted) == 1, f"round {rnd}: admitted {admitted}"
@@ -264,7 +289,7 @@ def test_a_burst_of_the_same_session_id_counts_once(http, burst, room):
             access = paid_tenant(http, tenant_id)
         before = billing_of(http, access)["cards"][0]["sessions_count"]
 
-        shots = burst.fire([opener(access, "conv-shared")] * BURST)
+        shots = burst.fire([opener(access, "conv-shared", i) for i in range(BURST)])
 
         codes = sorted(s.response.status_code for s in shots)
         assert codes == [200] * (BURST - 1) + [201], codes
@@ -286,7 +311,7 @@ def test_replays_and_new_ids_racing_for_the_last_slot(http, burst):
         access = paid_tenant(http, f"mixed-{rnd}", limit=2)
         open_many(http, access, ["pre-0"])
         ids = ["shared" if i % 2 else f"new-{i}" for i in range(BURST)]
-        shots = burst.fire([opener(access, sid) for sid in ids])
+        shots = burst.fire([opener(access, sid, i) for i, sid in enumerate(ids)])
 
         winners = {sid for sid, s in zip(ids, shots) if s.response.status_code in (200, 201)}
         assert len(winners) == 1, winners

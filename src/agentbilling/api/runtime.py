@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -12,9 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from agentbilling.api.deps import BillingDep, TenantId, bearer_of, invalid_key
+from agentbilling.api.group_commit import GroupCommit
 from agentbilling.api.problems import Problem
 from agentbilling.api.schemas import MessageIn, OpenSessionIn, admission_json, admitted_json, session_json
 from agentbilling.service.facade import Billing
+from agentbilling.storage.metering import AdmissionRequest
 
 router = APIRouter(prefix="/v1", tags=["agent runtime"])
 
@@ -29,10 +32,26 @@ def _admission_threads(state: Any, billing: Billing) -> anyio.CapacityLimiter:
     return limiter
 
 
+def _group_commit(state: Any, billing: Billing) -> GroupCommit:
+    """Admissions under one key that arrive together share a transaction (api/group_commit.py),
+    run on the admission threads."""
+    batches = getattr(state, "group_commit", None)
+    if batches is None:
+        limiter = _admission_threads(state, billing)
+
+        async def run(key: str, requests: Sequence[AdmissionRequest]) -> list[Any]:
+            return await anyio.to_thread.run_sync(partial(billing.open_sessions_for_key, key, requests),
+                                                  limiter=limiter)
+
+        batches = state.group_commit = GroupCommit(run)
+    return batches
+
+
 async def admit(state: Any, authorization: str, raw_body: bytes) -> Response:
     """POST /v1/sessions from its Authorization header and body bytes: validates the body in
-    pydantic-core straight from bytes, then one worker-thread hop for the key check and the
-    admission, which share one transaction. Errors are raised as everywhere else."""
+    pydantic-core straight from bytes, then the key check and the admission in one transaction,
+    shared with the other admissions under the same key that arrive meanwhile (group commit).
+    Errors are raised as everywhere else."""
     key = bearer_of(authorization)
     if key is None:
         raise invalid_key()
@@ -43,10 +62,8 @@ async def admit(state: Any, authorization: str, raw_body: bytes) -> Response:
             [{**err, "loc": ("body", *err["loc"])} for err in exc.errors(include_url=False)]
         ) from None
     billing: Billing = state.billing
-    result = await anyio.to_thread.run_sync(
-        partial(billing.open_session_for_key, key, body.id, agent_id=body.agent_id, direction=body.direction),
-        limiter=_admission_threads(state, billing),
-    )
+    request = billing.admission_request(body.id, body.agent_id, body.direction)
+    result = await _group_commit(state, billing).admit(key, request)
     if result is None:
         raise invalid_key()
     if result.refusal is not None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from agentbilling.catalog import load_catalog
 from agentbilling.clock import Clock, SystemClock, TestClock
-from agentbilling.domain.errors import InvalidInput, NotFound
+from agentbilling.domain.errors import DomainError, InvalidInput, NotFound
 from agentbilling.domain.limits import SessionLimit
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog, Plan, Terms
@@ -26,7 +27,7 @@ from agentbilling.service.tokens import TokenSigner, hash_api_key
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database
-from agentbilling.storage.metering import MeteringStore, OpenResult
+from agentbilling.storage.metering import AdmissionRequest, MeteringStore, OpenResult
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,19 @@ class Billing:
             _enum(Direction, direction, "direction"),
             self.now(),
         )
+
+    @staticmethod
+    def admission_request(session_id: str, agent_id: str, direction: str | Direction) -> AdmissionRequest:
+        """A request to open a session, validated, for `open_sessions_for_key`."""
+        return AdmissionRequest(_id(session_id, "id"), _id(agent_id, "agent_id"), _enum(Direction, direction, "direction"))
+
+    def open_sessions_for_key(
+        self, key: str, requests: Sequence[AdmissionRequest]
+    ) -> list[OpenResult | DomainError | None]:
+        """Several `open_session_for_key` under one key in one transaction and one commit (group
+        commit): each gets the answer it would get alone, in order; an error is returned in its
+        place rather than raised. For callers that gather concurrent requests (the HTTP API)."""
+        return self.metering.open_sessions_for_key(hash_api_key(key), requests, self.now())
 
     def record_message(self, tenant_id: str, session_id: str, sender: str | Sender) -> Session:
         return self.metering.record_message(tenant_id, session_id, _enum(Sender, sender, "from"), self.now())

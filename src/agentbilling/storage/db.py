@@ -193,8 +193,13 @@ class Database:
             return conn
         import psycopg
 
-        conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return psycopg.connect(conninfo)
+        # Autocommit: a single statement is its own transaction (one round trip, as the gate's
+        # common case is); transactions of several statements issue BEGIN themselves.
+        return psycopg.connect(self.conninfo(), autocommit=True)
+
+    def conninfo(self) -> str:
+        """The libpq connection string of a PostgreSQL database, for the raw driver."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     def _sqlite_pragmas(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from agentbilling.storage.types import UTCDateTime
@@ -52,6 +53,9 @@ subscriptions = Table(
     Column("trial_sessions", Integer, nullable=False),
     Column("custom_limit", BigInteger),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Bumped by every UPDATE through SQLAlchemy: the admission checks the standing it keeps per
+    # tenant against it, inside its own statement (storage/metering.py).
+    Column("revision", BigInteger, nullable=False, server_default=text("1"), onupdate=text("revision + 1")),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
 )
 
