@@ -195,7 +195,10 @@ class Database:
 
         # Autocommit: a single statement is its own transaction (one round trip, as the gate's
         # common case is); transactions of several statements issue BEGIN themselves.
-        return psycopg.connect(self.conninfo(), autocommit=True)
+        # Custom plans only: psycopg prepares a statement after a few runs, and PostgreSQL would
+        # then keep a generic plan made while the tables were small (a sessions scan, cheap on an
+        # empty table) until the next ANALYZE, however large the table grows meanwhile.
+        return psycopg.connect(self.conninfo(), autocommit=True, options="-c plan_cache_mode=force_custom_plan")
 
     def conninfo(self) -> str:
         """The libpq connection string of a PostgreSQL database, for the raw driver."""

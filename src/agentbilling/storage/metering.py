@@ -302,9 +302,7 @@ class MeteringStore:
         # row exists, lock it with FOR UPDATE (no new row version, unlike a no-op upsert: the row is
         # updated once per batch, not twice), then read the ids that exist in a statement of its
         # own, whose snapshot, taken after the lock, shows every session counted by whoever held
-        # it before. That read looks each id up by the primary key, whatever the statistics: a
-        # subquery per id (LATERAL, kept apart from the join by OFFSET 0), as a prepared statement's
-        # generic plan for `id = ANY(...)` may scan all of the tenant's sessions by the other index.
+        # it before.
         # Then the sessions (one INSERT from arrays) and the count (:n NULL: unchanged) in one statement.
         self.sql_ensure_counter_pg = q(
             "INSERT INTO usage_counters (tenant_id, period, billable_sessions) VALUES (:t, :c, 0)"
@@ -313,10 +311,7 @@ class MeteringStore:
         self.sql_lock_counter_pg = q(
             "SELECT billable_sessions FROM usage_counters WHERE tenant_id = :t AND period = :c FOR UPDATE"
         )
-        self.sql_sessions_among_pg = q(
-            f"SELECT {', '.join('s.' + c for c in SESSION_COLUMNS)} FROM unnest(CAST(:ids AS text[])) AS u(id)"
-            " CROSS JOIN LATERAL (SELECT * FROM sessions WHERE tenant_id = :t AND id = u.id OFFSET 0) AS s"
-        )
+        self.sql_sessions_among_pg = q(f"SELECT {cols} FROM sessions WHERE tenant_id = :t AND id = ANY(:ids)")
         self.sql_record_sessions_and_count = q(
             f"WITH i AS (INSERT INTO sessions (tenant_id, {cols})"
             " SELECT :t, u.id, u.agent, u.dir, :ao, :now, :now, NULL, NULL, u.units"
