@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from agentbilling.api.group_commit import GroupCommit
 from agentbilling.domain.errors import DomainError, SessionIdReused
 from agentbilling.domain.gate import Refusal
+from agentbilling.domain.metering import Direction
 from agentbilling.service.facade import Billing
 from agentbilling.storage.metering import AdmissionRequest, OpenResult
 
@@ -262,6 +263,20 @@ def test_a_batch_that_meets_an_uncounted_admission_of_its_id_runs_one_by_one(bil
         ("admitted", "in-1", 1), ("replay", "call", 0), ("admitted", "in-2", 1)]
     assert used(billing, "out") == 2
     assert set(stored(billing, "out")) == {"in-1", "call", "in-2"}
+
+
+@postgres_only
+def test_a_request_that_fails_on_its_own_gets_its_error_as_its_answer(billing: Billing):
+    """Run alone (as every request of a batch that fell back is), a request that raises gets the
+    error in its place: it neither hides the answers of the requests committed before it nor is
+    mistaken for an admission. Here PostgreSQL refuses an id longer than its column, which only a
+    caller skipping `admission_request`'s checks can send."""
+    key = paid(billing, "acme")
+    too_long = AdmissionRequest("x" * 201, "agent-1", Direction.INBOUND)
+    (answer,) = billing.open_sessions_for_key(key, [too_long])
+    assert isinstance(answer, psycopg.errors.StringDataRightTruncation)
+    assert [outcome(r) for r in billing.open_sessions_for_key(key, [req(billing, "ok")])] == [("admitted", "ok", 1)]
+    assert used(billing, "acme") == 1
 
 
 @postgres_only

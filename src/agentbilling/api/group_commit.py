@@ -16,12 +16,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from agentbilling.domain.errors import DomainError
 from agentbilling.storage.metering import AdmissionRequest, OpenResult
 
 MAX_BATCH = 128  # admissions in one transaction at most; the rest go in the next
 
-Outcome = OpenResult | DomainError | None
+Outcome = OpenResult | Exception | None  # an error is its request's answer
 RunBatch = Callable[[str, Sequence[AdmissionRequest]], Awaitable[Sequence[Outcome]]]
 
 
@@ -50,7 +49,7 @@ class GroupCommit:
         else:
             queue.append((request, future))
         outcome = await future
-        if isinstance(outcome, DomainError):
+        if isinstance(outcome, Exception):
             raise outcome
         return outcome
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from agentbilling.catalog import load_catalog
 from agentbilling.clock import Clock, SystemClock, TestClock
-from agentbilling.domain.errors import DomainError, InvalidInput, NotFound
+from agentbilling.domain.errors import InvalidInput, NotFound
 from agentbilling.domain.limits import SessionLimit
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog, Plan, Terms
@@ -180,7 +180,7 @@ class Billing:
 
     def open_sessions_for_key(
         self, key: str, requests: Sequence[AdmissionRequest]
-    ) -> list[OpenResult | DomainError | None]:
+    ) -> list[OpenResult | Exception | None]:
         """Several `open_session_for_key` under one key in one transaction and one commit (group
         commit): each gets the answer it would get alone, in order; an error is returned in its
         place rather than raised. For callers that gather concurrent requests (the HTTP API)."""

@@ -164,12 +164,15 @@ def _replay_of(first: Session, agent_id: str, direction: Direction) -> OpenResul
     return OpenResult(first, replay=True)
 
 
-def _unique_violation(sqlite: bool) -> type[Exception]:
+def _lost_race(sqlite: bool) -> tuple[type[Exception], ...]:
+    """What a transaction that lost a race raises, having kept nothing, so that it may run again:
+    the same id recorded meanwhile and, on PostgreSQL, a deadlock the server broke by aborting it
+    (a message locks its session before the counter; admissions take the counter first)."""
     if sqlite:
-        return sqlite3.IntegrityError
+        return (sqlite3.IntegrityError,)
     import psycopg.errors
 
-    return psycopg.errors.UniqueViolation
+    return (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected)
 
 
 class _WriteTransaction:
@@ -238,7 +241,7 @@ class MeteringStore:
         self._begin = "BEGIN IMMEDIATE" if sqlite else "BEGIN"
         self._to_db: Callable[[datetime], Any] = sqlite_text if sqlite else same
         self._from_db: Callable[[Any], datetime | None] = from_sqlite_text if sqlite else same
-        self._unique_violation: type[Exception] = _unique_violation(sqlite)
+        self._lost_race: tuple[type[Exception], ...] = _lost_race(sqlite)
         q = (lambda s: s) if sqlite else (lambda s: re.sub(r":(\w+)", r"%(\1)s", s))
         lock = "" if sqlite else " FOR UPDATE"
         cols = ", ".join(SESSION_COLUMNS)
@@ -452,17 +455,17 @@ class MeteringStore:
                     return admit(cur)
             except _Refused as refused:
                 return OpenResult(None, refusal=refused.refusal)
-            except self._unique_violation:
+            except self._lost_race:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
     def open_sessions_for_key(
         self, key_hash: str, requests: Sequence[AdmissionRequest], now: datetime
-    ) -> list[OpenResult | DomainError | None]:
+    ) -> list[OpenResult | Exception | None]:
         """Admissions under one API key in one transaction and one commit (group commit): each
         request gets the answer `open_session_for_key` would give it (None: no live key; an error
-        such as a reused id is returned in its place), as if they ran one after another in order.
+        such as a reused id is returned in its place, not raised), as if they ran one after another in order.
 
         This is what lets a busy tenant go faster than one commit at a time: on PostgreSQL its
         counter row is locked until the commit is on disk, so admissions one per transaction
@@ -482,7 +485,7 @@ class MeteringStore:
                 tenant_id = self._remember_key(key_hash, row[0])
                 st = self._standing_of(tenant_id, row[1], row[2:], now)
                 return self._admit_in_order(cur, tenant_id, st, requests, now)
-        except self._unique_violation:
+        except self._lost_race:
             # One of the ids was recorded meanwhile by an admission that does not take the counter
             # (an uncounted one): nothing of the batch was kept; each goes on its own.
             return [self._open_one(key_hash, r, now) for r in requests]
@@ -502,10 +505,12 @@ class MeteringStore:
                 yield cur
                 cur.execute("COMMIT")
 
-    def _open_one(self, key_hash: str, r: AdmissionRequest, now: datetime) -> OpenResult | DomainError | None:
+    def _open_one(self, key_hash: str, r: AdmissionRequest, now: datetime) -> OpenResult | Exception | None:
+        """One request of a batch on its own; whatever it raises is its answer, so that one failing
+        does not take the answers of those already committed before it."""
         try:
             return self.open_session_for_key(key_hash, r.session_id, r.agent_id, r.direction, now)
-        except DomainError as err:
+        except Exception as err:
             return err
 
     def _admit_in_order(
@@ -574,7 +579,7 @@ class MeteringStore:
             try:
                 sql = self.sql_admit_kept if key_hash is None else self.sql_admit_kept_key
                 (admitted,) = conn.execute(sql, params).fetchone()
-            except self._unique_violation:
+            except self._lost_race:
                 return None  # the same id admitted meanwhile: a replay
         return OpenResult(session) if admitted else None
 
