@@ -21,6 +21,9 @@ ALLOWED = {
     (Status.TRIALING, Event.PLAN_STARTED): Status.ACTIVE,
     (Status.ACTIVE, Event.PLAN_STARTED): Status.ACTIVE,
     (Status.EXPIRED, Event.PLAN_STARTED): Status.ACTIVE,
+    (Status.CANCELED, Event.PLAN_STARTED): Status.ACTIVE,
+    (Status.ACTIVE, Event.CANCELLATION_ENDED): Status.CANCELED,
+    (Status.ACTIVE, Event.LAPSED): Status.EXPIRED,
 }
 
 
@@ -37,7 +40,10 @@ REFUSED = [p for p in product(Status, Event) if p not in ALLOWED]
 
 
 def test_the_refused_pairs():
-    assert set(REFUSED) == {(Status.ACTIVE, Event.TRIAL_RAN_OUT), (Status.EXPIRED, Event.TRIAL_RAN_OUT)}
+    ended = {(s, e) for s in (Status.EXPIRED, Status.CANCELED)
+             for e in (Event.TRIAL_RAN_OUT, Event.CANCELLATION_ENDED, Event.LAPSED)}
+    trial = {(Status.TRIALING, Event.CANCELLATION_ENDED), (Status.TRIALING, Event.LAPSED)}
+    assert set(REFUSED) == ended | trial | {(Status.ACTIVE, Event.TRIAL_RAN_OUT)}
 
 
 @pytest.mark.parametrize(("status", "event"), REFUSED)
@@ -66,7 +72,7 @@ def test_once_the_trial_is_left_it_never_comes_back(events):
         if left:
             assert status is not Status.TRIALING
     # A tenant whose plan ended can only subscribe again (R6).
-    if status is Status.EXPIRED:
+    if status in (Status.EXPIRED, Status.CANCELED):
         assert transition(status, Event.PLAN_STARTED) is Status.ACTIVE
         with pytest.raises(Conflict):
             transition(status, Event.TRIAL_RAN_OUT)

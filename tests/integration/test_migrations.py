@@ -240,7 +240,7 @@ def test_the_comparison_sees_a_model_that_drifted_from_the_migrations(database_u
     for table in metadata.sorted_tables:
         table.to_metadata(drifted)
     drifted.tables["tenants"].append_column(Column("region", String(16)))
-    Table("invoices", drifted, Column("id", String(40), primary_key=True))
+    Table("refunds", drifted, Column("id", String(40), primary_key=True))
     sessions = drifted.tables["sessions"]
     sessions.c.agent_id.type = String(100)
     db = Database(database_url)

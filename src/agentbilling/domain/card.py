@@ -9,7 +9,7 @@ from enum import StrEnum
 from agentbilling.domain.gate import Refusal
 from agentbilling.domain.limits import SessionLimit, effective_limit
 from agentbilling.domain.plans import Plan
-from agentbilling.domain.subscription import Standing, Status, Subscription
+from agentbilling.domain.subscription import Payment, Standing, Status, Subscription, at
 
 TRIAL_TITLE = "Free trial"
 LIMIT_REACHED_TEXT = (
@@ -18,11 +18,23 @@ LIMIT_REACHED_TEXT = (
 )
 
 
+def payment_pending_text(grace_ends_at: datetime) -> str:
+    day = f"{grace_ends_at:%B} {grace_ends_at.day}, {grace_ends_at.year}"
+    return (f"Your last payment failed. Your access is temporarily extended until {day} so you can fix "
+            "the payment without downtime: click Manage on your subscription card and update your payment details.")
+
+
 class Badge(StrEnum):
     TRIAL = "Trial subscription"
     TRIAL_ENDING_SOON = "Trial ending soon"
     ACTIVE = "Active subscription"
+    UPCOMING = "Upcoming subscription"
+    PAYMENT_ISSUE = "Payment issue"
+    CANCELED = "Canceled subscription"
     EXPIRED = "Expired subscription"
+
+
+PAYMENT_PENDING_TITLE = "Payment pending"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,24 +79,32 @@ def cards(sub: Subscription, st: Standing, now: datetime, used: int) -> list[Car
                 expires_on=trial.ends_at,
             )
         ]
-    plan = sub.plan
+    cur = at(sub, now)
+    plan = cur.plan
     assert plan is not None and st.period is not None
-    if status is Status.EXPIRED:
-        return [Card(badge=Badge.EXPIRED, title=plan.name, plan=plan, sessions_count=used, tags=plan.tags)]
-    return [
-        Card(
-            badge=Badge.ACTIVE,
-            title=plan.name,
-            plan=plan,
-            sessions_count=used,
-            next_billing_date=st.period.end.date(),
-            tags=plan.tags,
-        )
-    ]
+    common = {"title": plan.name, "plan": plan, "sessions_count": used, "tags": plan.tags}
+    if cur.status is Status.EXPIRED:
+        return [Card(badge=Badge.EXPIRED, **common)]
+    if cur.status is Status.CANCELED:
+        return [Card(badge=Badge.CANCELED, expires_on=cur.ended_at, **common)]
+    # Payment issue wins over Canceled, and both over Active (R12).
+    if st.payment is not None:
+        current = Card(badge=Badge.PAYMENT_ISSUE, expires_on=cur.cancel_at, **common)
+    elif cur.cancel_at is not None:
+        current = Card(badge=Badge.CANCELED, expires_on=cur.cancel_at, **common)
+    else:
+        current = Card(badge=Badge.ACTIVE, next_billing_date=st.period.end.date(), **common)
+    out = [current]
+    if cur.pending is not None:
+        nxt = cur.pending.plan
+        out.append(Card(badge=Badge.UPCOMING, title=nxt.name, plan=nxt, sessions_count=0,
+                        starts_on=cur.pending.starts_on(), tags=nxt.tags))
+    return out
 
 
 def session_limit_card(sub: Subscription, st: Standing, used: int) -> SessionLimit | None:
-    """The Session limit card: on an active paid plan only, not on the trial nor after the end (R9)."""
+    """The Session limit card: while a paid plan runs (in a payment issue, or cancelled for its
+    period's end, too), not on the trial nor after the end (R9). `sub` as it stands now."""
     if sub.plan is None or st.status_with(used) is not Status.ACTIVE:
         return None
     return SessionLimit(
@@ -98,6 +118,9 @@ def session_limit_card(sub: Subscription, st: Standing, used: int) -> SessionLim
 def banners(st: Standing, used: int) -> list[Banner]:
     """What the top of the tab says when agents are stopped (the help page's Common issues)."""
     reason = st.refusal(used)
+    if st.payment is Payment.PENDING and reason is None:
+        assert st.grace_ends_at is not None
+        return [Banner(PAYMENT_PENDING_TITLE, payment_pending_text(st.grace_ends_at))]
     if reason is Refusal.SUBSCRIPTION_ENDED:
         return [Banner(Badge.EXPIRED.value, reason.message)]
     if reason is Refusal.SESSION_LIMIT_REACHED:

@@ -32,7 +32,7 @@ from agentbilling.domain.errors import DomainError, NotFound, SessionIdReused
 from agentbilling.domain.gate import Refusal
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog
-from agentbilling.domain.subscription import Standing, Status, Subscription, standing
+from agentbilling.domain.subscription import Standing, Subscription, at, standing
 from agentbilling.storage.db import Database
 from agentbilling.storage.rows import (
     SESSION_COLUMNS,
@@ -71,16 +71,9 @@ class _Refused(Exception):
 
 def _window(st: Standing) -> tuple[datetime | None, datetime | None]:
     """The moments over which a subscription's standing stays the same: [start, end), None unbounded.
-
-    `standing` depends on `now` only through the paid period that contains it, or on the trial
-    through whether its last day has passed.
-    """
-    if st.period is not None:
-        return st.period.start, st.period.end
-    assert st.trial is not None, "a standing without a period is the trial's"
-    if st.status is Status.TRIALING:
-        return None, st.trial.ends_at
-    return st.trial.ends_at, None
+    `standing` works them out: up to the next period start, scheduled change, cancellation's end,
+    grace period's end or lapse, or the trial's last moment."""
+    return st.since, st.until
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,7 +647,8 @@ class MeteringStore:
             return self._session(cur, tenant_id, session_id)
 
     def standing_and_usage(self, tenant_id: str, now: datetime) -> tuple[Subscription, Standing, int]:
+        """The subscription as it stands at `now` (`subscription.at`), its standing and its usage."""
         with self._read() as cur:
             sub = self._subscription(cur, tenant_id)
             st = standing(sub, now, billing_enabled=self.billing_enabled)
-            return sub, st, self._used(cur, tenant_id, st.counter)
+            return at(sub, now), st, self._used(cur, tenant_id, st.counter)

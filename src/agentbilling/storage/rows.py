@@ -10,6 +10,7 @@ from typing import Any
 
 from agentbilling.domain.metering import Direction, Session
 from agentbilling.domain.money import Money
+from agentbilling.domain.plan_change import PlanChange
 from agentbilling.domain.plans import Catalog, Plan, Terms
 from agentbilling.domain.subscription import Status, Subscription
 from agentbilling.domain.trial import Trial
@@ -18,6 +19,7 @@ log = logging.getLogger(__name__)
 
 SUBSCRIPTION_COLUMNS = (
     "status", "plan_id", "terms", "anchor_at", "trial_started_at", "trial_ends_at", "trial_sessions", "custom_limit",
+    "pending_plan_id", "pending_at", "cancel_at", "payment_failed_at", "grace_ends_at", "ended_at", "offline",
 )
 SESSION_COLUMNS = (
     "id", "agent_id", "direction", "answered_only", "started_at", "last_activity_at", "answered_at", "ended_at",
@@ -73,8 +75,10 @@ def _plan(catalog: Catalog, plan_id: str) -> Plan:
 
 
 def subscription_from_row(tenant_id: str, row: Sequence[Any], catalog: Catalog, dt: DateIn) -> Subscription:
-    status, plan_id, terms, anchor_at, trial_started_at, trial_ends_at, trial_sessions, custom_limit = row
+    (status, plan_id, terms, anchor_at, trial_started_at, trial_ends_at, trial_sessions, custom_limit,
+     pending_plan_id, pending_at, cancel_at, payment_failed_at, grace_ends_at, ended_at, offline) = row
     plan = _plan(catalog, plan_id).with_terms(terms_from_json(terms)) if plan_id else None
+    pending = PlanChange(_plan(catalog, pending_plan_id), dt(pending_at)) if pending_plan_id else None
     return Subscription(
         tenant_id=tenant_id,
         status=Status(status),
@@ -82,6 +86,12 @@ def subscription_from_row(tenant_id: str, row: Sequence[Any], catalog: Catalog, 
         plan=plan,
         anchor=dt(anchor_at),
         custom_limit=custom_limit,
+        pending=pending,
+        cancel_at=dt(cancel_at),
+        payment_failed_at=dt(payment_failed_at),
+        grace_ends_at=dt(grace_ends_at),
+        ended_at=dt(ended_at),
+        offline=bool(offline),
     )
 
 

@@ -52,6 +52,21 @@ subscriptions = Table(
     Column("trial_ends_at", UTCDateTime, nullable=False),
     Column("trial_sessions", Integer, nullable=False),
     Column("custom_limit", BigInteger),
+    # A scheduled plan change (R8), cancellation (R11) and failed payment (R10): what time does to
+    # the plan is derived from these (domain/subscription.py `at`).
+    Column("pending_plan_id", String(64)),
+    Column("pending_at", UTCDateTime),
+    Column("cancel_at", UTCDateTime),
+    Column("payment_failed_at", UTCDateTime),
+    Column("grace_ends_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("offline", Boolean, nullable=False, server_default=text("false")),
+    # The provider's side of the paid plan, and how far it has been invoiced.
+    Column("provider", String(16)),
+    Column("provider_customer", String(200)),
+    Column("provider_subscription", String(200)),
+    Column("billed_until", UTCDateTime),  # the end of the last period invoiced
+    Column("credit", BigInteger, nullable=False, server_default=text("0")),  # minor units owed to the tenant
     Column("updated_at", UTCDateTime, nullable=False),
     # Bumped by every UPDATE through SQLAlchemy: the admission checks the standing it keeps per
     # tenant against it, inside its own statement (storage/metering.py).
@@ -122,6 +137,115 @@ idempotency_keys = Table(
     Column("body", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("principal", "key"),
+)
+
+# Invoices of paid plans: the first at checkout, one at each period's start, one per immediate
+# plan change. Charged through the provider; its webhooks say whether they were paid.
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("provider_subscription", String(200)),  # the paid plan it belongs to
+    Column("kind", String(16), nullable=False),  # first, renewal, proration
+    Column("status", String(16), nullable=False),  # open, paid, void
+    Column("currency", String(3), nullable=False),
+    Column("total", BigInteger, nullable=False),  # minor units
+    Column("lines", JSON, nullable=False),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("paid_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime),  # when the worker charges it next; None: not to be charged
+    Column("first_failed_at", UTCDateTime),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    Index("ix_invoices_tenant_created", "tenant_id", "created_at", "id"),
+    Index("ix_invoices_next_attempt_at", "next_attempt_at"),
+)
+
+# Every provider event received, stored before it is applied: unique by provider and event id, so
+# each is applied once however often it is delivered.
+provider_events = Table(
+    "provider_events",
+    metadata,
+    Column("provider", String(16), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("tenant_id", String(64)),
+    Column("payload", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("provider", "event_id"),
+)
+
+# Book a demo requests, for the operator.
+demo_requests = Table(
+    "demo_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("plan_id", String(64), nullable=False),
+    Column("user_id", String(200)),
+    Column("message", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+    Index("ix_demo_requests_created", "created_at", "id"),
+)
+
+# The sandbox provider's own books (service/sandbox.py): what a real provider keeps on its side.
+sandbox_customers = Table(
+    "sandbox_customers",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("customer_id", String(40), nullable=False, unique=True),
+    Column("card_number", String(19)),  # the default payment method (test cards only)
+    Column("subscription_id", String(40)),
+    Column("plan_id", String(64)),
+    Column("subscribed_at", UTCDateTime),
+    Column("cancel_requested_at", UTCDateTime),  # Cancel subscription, until resumed
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+sandbox_checkouts = Table(
+    "sandbox_checkouts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("plan_id", String(64), nullable=False),
+    Column("plan_name", String(200), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(16), nullable=False),  # open, complete
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    Column("subscription_id", String(40)),
+    Column("return_url", Text),
+)
+
+sandbox_charges = Table(
+    "sandbox_charges",
+    metadata,
+    Column("invoice_id", String(64), nullable=False),
+    Column("attempt", String(40), nullable=False),  # the caller's key: a charge is made once per key
+    Column("tenant_id", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("succeeded", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("invoice_id", "attempt"),
+)
+
+# The sandbox's outbox: events in the order they happened, each signed and delivered until answered.
+sandbox_events = Table(
+    "sandbox_events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("type", String(100), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Index("ix_sandbox_events_undelivered", "delivered_at", "seq"),
 )
 
 # The test clock's time, so that a restart keeps it (only used when the test clock is on).
