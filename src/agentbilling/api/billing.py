@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from agentbilling.api.deps import BillingDep, BillingUser
-from agentbilling.api.schemas import SessionLimitIn, billing_json, limit_json, session_json
+from agentbilling.api.schemas import (
+    CheckoutIn,
+    DemoRequestIn,
+    PlanChangeIn,
+    SessionLimitIn,
+    billing_json,
+    invoice_json,
+    limit_json,
+    session_json,
+)
+
+REQUEST_RECEIVED = "Request received"
+
+
+def base_url(request: Request, billing: BillingDep) -> str:
+    """Where the links handed out point: AGENTBILLING_PUBLIC_URL, else the address asked for."""
+    return billing.public_url(str(request.base_url))
 
 router = APIRouter(prefix="/v1/billing", tags=["billing"])
 
@@ -36,3 +52,46 @@ def list_sessions(
 ) -> dict[str, Any]:
     page = billing.list_sessions(user.tenant_id, cursor=cursor, limit=limit)
     return {"data": [session_json(s) for s in page.data], "next_cursor": page.next_cursor}
+
+
+@router.post("/checkout", summary="Subscribe: a checkout for a plan in the secure billing portal")
+def checkout(body: CheckoutIn, request: Request, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
+    co = billing.checkout(user.tenant_id, body.plan_id, base_url=base_url(request, billing))
+    return {"id": co.id, "url": co.url}
+
+
+@router.post("/portal", summary="Manage: the secure billing portal (payment methods, invoices, Cancel subscription)")
+def portal(request: Request, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
+    return {"url": billing.portal_url(user.tenant_id, base_url=base_url(request, billing))}
+
+
+@router.post("/plan-change", summary="Change plan: Immediately, End of the current period or On custom date")
+def change_plan(body: PlanChangeIn, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
+    return billing_json(billing.change_plan(user.tenant_id, body.plan_id, body.when, body.date))
+
+
+@router.delete("/plan-change", summary="Cancel scheduled plan")
+def cancel_plan_change(user: BillingUser, billing: BillingDep) -> dict[str, Any]:
+    return billing_json(billing.cancel_plan_change(user.tenant_id))
+
+
+@router.post("/demo-requests", status_code=201, summary="Book a demo of an Enterprise plan")
+def request_demo(body: DemoRequestIn, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
+    req = billing.request_demo(user.tenant_id, body.plan_id, user_id=user.id, message=body.message)
+    return {"id": req.id, "status": REQUEST_RECEIVED}
+
+
+@router.get("/invoices", summary="Invoices, newest first (cursor pages)")
+def list_invoices(
+    user: BillingUser,
+    billing: BillingDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    data, nxt = billing.invoices(user.tenant_id, cursor=cursor, limit=limit)
+    return {"data": [invoice_json(i) for i in data], "next_cursor": nxt}
+
+
+@router.get("/invoices/{invoice_id}", summary="One invoice")
+def get_invoice(invoice_id: str, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
+    return invoice_json(billing.invoice(user.tenant_id, invoice_id))

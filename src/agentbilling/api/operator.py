@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 
 from agentbilling.api.deps import BillingDep, Operator
 from agentbilling.api.problems import Problem
 from agentbilling.api.schemas import (
+    CardIn,
     ClockAdvanceIn,
     SubscriptionIn,
     TenantIn,
@@ -16,6 +19,7 @@ from agentbilling.api.schemas import (
     UserIn,
     UserPatch,
     billing_json,
+    demo_request_json,
     iso,
     plan_json,
     tenant_json,
@@ -112,3 +116,39 @@ def get_clock(billing: BillingDep) -> dict[str, Any]:
 def advance_clock(body: ClockAdvanceIn, billing: BillingDep) -> dict[str, Any]:
     _test_clock(billing)
     return {"now": iso(billing.advance_clock(seconds=body.seconds, to=body.to))}
+
+
+@router.get("/demo-requests", summary="The Book a demo requests, newest first (cursor pages)")
+def list_demo_requests(
+    billing: BillingDep, cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> dict[str, Any]:
+    data, nxt = billing.demo_requests(cursor=cursor, limit=limit)
+    return {"data": [demo_request_json(d) for d in data], "next_cursor": nxt}
+
+
+# -- the sandbox portal's automation: what a person does on its pages -------------------------
+
+@router.post("/sandbox/checkouts/{checkout_id}/complete", tags=["sandbox"],
+             summary="Pay a checkout with a test card (the outcome reaches the service by webhook)")
+def sandbox_complete_checkout(checkout_id: str, body: CardIn, billing: BillingDep) -> dict[str, Any]:
+    billing.sandbox_complete_checkout(checkout_id, body.card)
+    return {"status": "complete"}
+
+
+@router.post("/sandbox/tenants/{tenant_id}/payment-methods", tags=["sandbox"],
+             summary="+ Add payment method: the new default card; open invoices are retried at once")
+def sandbox_add_payment_method(tenant_id: str, body: CardIn, billing: BillingDep) -> dict[str, Any]:
+    billing.sandbox_add_payment_method(tenant_id, body.card)
+    return {"status": "added"}
+
+
+@router.post("/sandbox/tenants/{tenant_id}/cancel", tags=["sandbox"], summary="Cancel subscription in the portal")
+def sandbox_cancel(tenant_id: str, billing: BillingDep) -> dict[str, Any]:
+    billing.sandbox_cancel(tenant_id)
+    return {"status": "cancel requested"}
+
+
+@router.post("/sandbox/tenants/{tenant_id}/resume", tags=["sandbox"], summary="Undo Cancel subscription")
+def sandbox_resume(tenant_id: str, billing: BillingDep) -> dict[str, Any]:
+    billing.sandbox_resume(tenant_id)
+    return {"status": "resumed"}

@@ -14,6 +14,7 @@ from agentbilling.domain.limits import MAX_LIMIT, SessionLimit
 from agentbilling.domain.metering import Session
 from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Plan, Terms
+from agentbilling.service.lifecycle import DemoRequest, Invoice
 from agentbilling.service.records import Admission, BillingView, Tenant, User
 
 LOCALE = "en_US"
@@ -96,6 +97,25 @@ class SessionLimitIn(Strict):
 
 
 # -- responses --------------------------------------------------------------------------
+
+class CheckoutIn(Strict):
+    plan_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class PlanChangeIn(Strict):
+    plan_id: Annotated[str, Field(min_length=1, max_length=64)]
+    when: Literal["immediately", "end_of_period", "custom_date"]
+    date: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+
+
+class DemoRequestIn(Strict):
+    plan_id: Annotated[str, Field(min_length=1, max_length=64)]
+    message: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class CardIn(Strict):
+    card: Annotated[str, Field(min_length=12, max_length=23, description="A test card number")]
+
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
@@ -204,6 +224,29 @@ def admission_json(a: Admission) -> dict[str, Any]:
         "reason": a.reason.code if a.reason else None,
         "message": a.reason.message if a.reason else None,
     }
+
+
+def invoice_json(i: Invoice) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "kind": i.kind,
+        "status": i.status,
+        "total": {"amount": i.total, "currency": i.currency},
+        "total_formatted": format_money(Money(i.total, i.currency)),
+        "lines": [{"description": x.description, "quantity": x.quantity,
+                   "unit_amount": {"amount": x.unit_amount, "currency": i.currency},
+                   "amount": {"amount": x.amount, "currency": i.currency}} for x in i.lines],
+        "period_start": iso(i.period_start),
+        "period_end": iso(i.period_end),
+        "created_at": iso(i.created_at),
+        "paid_at": iso(i.paid_at),
+        "attempts": i.attempts,
+    }
+
+
+def demo_request_json(d: DemoRequest) -> dict[str, Any]:
+    return {"id": d.id, "tenant_id": d.tenant_id, "plan_id": d.plan_id, "user_id": d.user_id,
+            "message": d.message, "created_at": iso(d.created_at)}
 
 
 def billing_json(v: BillingView) -> dict[str, Any]:

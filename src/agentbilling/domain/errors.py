@@ -39,3 +39,9 @@ class SessionIdReused(Conflict):
 
 class AlreadyExists(Conflict):
     code = "already-exists"
+
+
+class CardDeclined(DomainError):
+    """The payment provider declined the card: nothing was charged, nothing changed."""
+
+    code = "card-declined"

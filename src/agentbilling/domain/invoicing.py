@@ -33,8 +33,11 @@ def overage_sessions(plan: Plan, used: int) -> int:
     return max(0, used - plan.included_sessions)
 
 
-def renewal(plan: Plan, *, used_last_period: int, new_period: Period) -> InvoiceDraft:
-    """The invoice at a period's start: this period's price, and last period's sessions beyond the included."""
+def renewal(plan: Plan, *, used_last_period: int, new_period: Period, ended_plan: Plan | None = None,
+            credit: int = 0) -> InvoiceDraft:
+    """The invoice at a period's start: this period's price, last period's sessions beyond the ones
+    included, priced by the plan that period ended on (`ended_plan`, default `plan`), and any credit
+    the tenant holds (from an immediate downgrade), up to the total."""
     if plan.price is None:
         raise ValueError(f"the {plan.name} plan has no price to invoice")
     price = plan.price.amount
@@ -44,14 +47,19 @@ def renewal(plan: Plan, *, used_last_period: int, new_period: Period) -> Invoice
             1, price, price,
         )
     ]
-    extra = overage_sessions(plan, used_last_period)
-    if extra and plan.overage_price is not None:
-        if plan.overage_price.currency != plan.price.currency:
+    used_on = ended_plan or plan
+    extra = overage_sessions(used_on, used_last_period)
+    if extra and used_on.overage_price is not None:
+        if used_on.overage_price.currency != plan.price.currency:
             raise ValueError("price and overage price are in different currencies")
-        unit = plan.overage_price.amount
+        unit = used_on.overage_price.amount
         lines.append(InvoiceLine(
-            f"{extra:,} sessions beyond the {plan.included_sessions:,} included", extra, unit, extra * unit
+            f"{extra:,} sessions beyond the {used_on.included_sessions:,} included", extra, unit, extra * unit
         ))
+    if credit > 0:
+        used_credit = min(credit, sum(line.amount for line in lines))
+        if used_credit:
+            lines.append(InvoiceLine("Credit from an earlier plan change", 1, -used_credit, -used_credit))
     return InvoiceDraft(plan.price.currency, tuple(lines))
 
 

@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import logging
 import secrets
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 from agentbilling.catalog import load_catalog
 from agentbilling.clock import Clock, SystemClock, TestClock
@@ -21,6 +24,9 @@ from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog, Plan, Terms
 from agentbilling.service import clocks, views
 from agentbilling.service.accounts import Accounts
+from agentbilling.service.lifecycle import DemoRequest, Invoice, Lifecycle
+from agentbilling.service.payments import Checkout, PaymentProvider
+from agentbilling.service.sandbox import SandboxProvider
 from agentbilling.service.records import Admission, BillingView, IssuedToken, NewApiKey, Page, Tenant, User
 from agentbilling.service.subscriptions import Subscriptions
 from agentbilling.service.tokens import TokenSigner, hash_api_key
@@ -70,6 +76,14 @@ class Billing:
             billing_enabled=settings.billing_enabled,
         )
         self.subscriptions = Subscriptions(db, catalog, self.metering)
+        if settings.payment_provider != "sandbox":
+            raise ValueError(f"AGENTBILLING_PAYMENT_PROVIDER={settings.payment_provider} is not available yet; "
+                             "use sandbox")
+        self.sandbox: SandboxProvider | None = SandboxProvider(
+            db, webhook_secret=_derived_secret(secret, "sandbox-webhooks"), link_secret=secret)
+        self.provider: PaymentProvider = self.sandbox
+        self.sandbox.deliver = lambda body, headers: self.receive_webhook("sandbox", body, headers)
+        self.lifecycle = Lifecycle(db, catalog, self.provider, grace=timedelta(days=settings.grace_days))
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -134,8 +148,12 @@ class Billing:
         return list(self.catalog.values())
 
     def put_subscription(self, tenant_id: str, plan_id: str, terms: Terms | None = None) -> BillingView:
-        self.subscriptions.put_on_plan(tenant_id, plan_id, terms, self.now())
+        self.lifecycle.put_on_plan(tenant_id, plan_id, terms, self.now())
         return self.billing_view(tenant_id)
+
+    def demo_requests(self, *, cursor: str | None = None, limit: int = 20) -> tuple[list[DemoRequest], str | None]:
+        """The Book a demo requests, newest first."""
+        return self.lifecycle.demo_requests(cursor, limit)
 
     # -- the test clock -------------------------------------------------------------------
 
@@ -146,7 +164,12 @@ class Billing:
     def advance_clock(self, *, seconds: float | None = None, to: datetime | None = None) -> datetime:
         if self.test_clock is None:
             raise NotFound("The test clock is off in this deployment.")
-        return clocks.advance(self.db, self.test_clock, seconds=seconds, to=to)
+        return clocks.advance(self.db, self.test_clock, seconds=seconds, to=to, run_due=self.lifecycle.run_due,
+                              next_due=self.lifecycle.next_due)
+
+    def run_due(self) -> None:
+        """Apply what has come due by now: scheduled changes, renewals, charges, provider events."""
+        self.lifecycle.run_due(self.now())
 
     # -- agent runtime ------------------------------------------------------------------
 
@@ -220,6 +243,73 @@ class Billing:
 
     def list_sessions(self, tenant_id: str, *, cursor: str | None = None, limit: int = 20) -> Page:
         return views.list_sessions(self.db, tenant_id, cursor, limit)
+
+    # -- billing: subscriptions through the provider -------------------------------------------
+
+    def public_url(self, fallback: str = "http://127.0.0.1:8000") -> str:
+        return (self.settings.public_url or fallback).rstrip("/")
+
+    def checkout(self, tenant_id: str, plan_id: str, *, base_url: str | None = None) -> Checkout:
+        """A checkout for a plan in the secure billing portal; paying it starts the plan."""
+        return self.lifecycle.checkout(tenant_id, plan_id, self.now(), base_url or self.public_url())
+
+    def portal_url(self, tenant_id: str, *, base_url: str | None = None) -> str:
+        """The secure billing portal (Manage): payment methods, invoices, Cancel subscription."""
+        self.accounts.get_tenant(tenant_id)
+        return self.provider.portal_url(tenant_id, base_url or self.public_url())
+
+    def change_plan(self, tenant_id: str, plan_id: str, when: str, date: str | None = None) -> BillingView:
+        """Switch plans Immediately (prorated), at the End of the current period, or On custom date (R8)."""
+        self.lifecycle.change_plan(tenant_id, plan_id, when, date, self.now())
+        return self.billing_view(tenant_id)
+
+    def cancel_plan_change(self, tenant_id: str) -> BillingView:
+        self.lifecycle.cancel_change(tenant_id, self.now())
+        return self.billing_view(tenant_id)
+
+    def invoices(self, tenant_id: str, *, cursor: str | None = None, limit: int = 20) -> tuple[list[Invoice], str | None]:
+        return self.lifecycle.invoices(tenant_id, cursor, limit)
+
+    def invoice(self, tenant_id: str, invoice_id: str) -> Invoice:
+        return self.lifecycle.invoice(tenant_id, invoice_id)
+
+    def request_demo(self, tenant_id: str, plan_id: str, *, user_id: str | None = None,
+                     message: str | None = None) -> DemoRequest:
+        """Book a demo of an Enterprise plan: stored for the operator; answers Request received."""
+        return self.lifecycle.request_demo(tenant_id, plan_id, user_id, message, self.now())
+
+    def receive_webhook(self, provider: str, body: bytes, headers: Mapping[str, str]) -> str:
+        """A provider's webhook delivery: verified on the raw body, stored, applied once."""
+        if provider != self.provider.name:
+            raise NotFound(f"No webhooks are taken from {provider!r} in this deployment.")
+        return self.lifecycle.receive(body, headers, self.now())
+
+    # -- the sandbox portal: what a person does there (and tests and demos, through the API) ----
+
+    def _sandbox(self, tenant_id: str | None = None) -> SandboxProvider:
+        if self.sandbox is None:
+            raise NotFound("The sandbox portal is off: the payment provider is not the sandbox.")
+        if tenant_id is not None:
+            self.accounts.get_tenant(tenant_id)
+        return self.sandbox
+
+    def sandbox_complete_checkout(self, checkout_id: str, card: str) -> None:
+        self._sandbox().complete_checkout(checkout_id, card, self.now())
+
+    def sandbox_add_payment_method(self, tenant_id: str, card: str) -> None:
+        self._sandbox(tenant_id).add_payment_method(tenant_id, card, self.now())
+
+    def sandbox_cancel(self, tenant_id: str) -> None:
+        self._sandbox(tenant_id).cancel(tenant_id, self.now())
+
+    def sandbox_resume(self, tenant_id: str) -> None:
+        self._sandbox(tenant_id).resume(tenant_id, self.now())
+
+
+def _derived_secret(secret: str, purpose: str) -> str:
+    """A Standard Webhooks secret (whsec_ + base64) derived from the deployment's secret key."""
+    digest = hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
+    return "whsec_" + base64.b64encode(digest).decode()
 
 
 def connect(settings: Settings | None = None, *, clock: Clock | None = None, upgrade: bool = True) -> Billing:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 
 from agentbilling.domain.card import banners, cards, session_limit_card
 from agentbilling.domain.errors import InvalidInput
+from agentbilling.service.cursors import decode_cursor, encode_cursor
 from agentbilling.domain.plans import Catalog
 from agentbilling.service.records import Admission, BillingView, Page
 from agentbilling.storage.db import Database
@@ -30,23 +29,6 @@ def billing_view(metering: MeteringStore, catalog: Catalog, tenant_id: str, now:
     )
 
 
-def _encode(started_at: datetime, session_id: str) -> str:
-    raw = json.dumps([started_at.isoformat(), session_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        started, sid = json.loads(raw)
-        moment = datetime.fromisoformat(started)
-        if moment.tzinfo is None or not isinstance(sid, str):
-            raise ValueError("not a cursor of ours")
-        return moment, sid
-    except (ValueError, TypeError):
-        raise InvalidInput("The cursor is not one this API handed out.") from None
-
-
 def list_sessions(db: Database, tenant_id: str, cursor: str | None, limit: int) -> Page:
     """Newest first, keyset-paged on (started_at, id) so a page costs the same at any depth."""
     if not 1 <= limit <= 100:
@@ -54,7 +36,7 @@ def list_sessions(db: Database, tenant_id: str, cursor: str | None, limit: int) 
     cols = [sessions.c[name] for name in SESSION_COLUMNS]
     query = select(*cols).where(sessions.c.tenant_id == tenant_id)
     if cursor:
-        started, sid = _decode(cursor)
+        started, sid = decode_cursor(cursor)
         query = query.where(or_(sessions.c.started_at < started,
                                 and_(sessions.c.started_at == started, sessions.c.id < sid)))
     query = query.order_by(sessions.c.started_at.desc(), sessions.c.id.desc()).limit(limit + 1)
@@ -62,4 +44,4 @@ def list_sessions(db: Database, tenant_id: str, cursor: str | None, limit: int) 
         rows = conn.execute(query).all()
     data = [session_from_row(r, same) for r in rows[:limit]]
     more = len(rows) > limit
-    return Page(data, _encode(data[-1].started_at, data[-1].id) if more else None)
+    return Page(data, encode_cursor(data[-1].started_at, data[-1].id) if more else None)

@@ -1,0 +1,460 @@
+"""A paid subscription's life: checkout, plan changes, renewal invoices and their charges, the
+provider's webhooks, cancellation, and the work that comes due as time passes.
+
+Every write reads the subscription row locked (FOR UPDATE on PostgreSQL; SQLite's writer holds the
+database), takes it to `now` (`subscription.at`) and writes it back whole, so what time did to it
+is stored by whichever write comes first. Webhooks are stored before they are applied, unique by
+provider and event id, in the transaction that applies them: each is applied once. Invoices have
+ids derived from the period they renew, so a renewal is made once however many workers run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from agentbilling.domain import invoicing
+from agentbilling.domain.errors import Conflict, InvalidInput, NotFound
+from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
+from agentbilling.domain.limits import kept_limit
+from agentbilling.domain.periods import add_months, period_at
+from agentbilling.domain.plan_change import PlanChange, When, check_target, effective_at
+from agentbilling.domain.plans import Catalog, Plan, Terms
+from agentbilling.domain.subscription import TRIAL_COUNTER, Status, Subscription, at, start_plan
+from agentbilling.service.cursors import decode_cursor, encode_cursor
+from agentbilling.service.payments import Checkout, PaymentProvider, ProviderSubscription
+from agentbilling.storage.db import Database
+from agentbilling.storage.rows import subscription_from_row, SUBSCRIPTION_COLUMNS, terms_to_json
+from agentbilling.storage.tables import demo_requests, invoices, provider_events, subscriptions, usage_counters
+
+log = logging.getLogger(__name__)
+
+# A failed charge is tried again this long after the first failure, while the grace period runs.
+RETRY_AFTER = (timedelta(days=2), timedelta(days=4), timedelta(days=6))
+# A charge handed to the provider is not handed again before this, unless its webhook says so.
+LEASE = timedelta(minutes=10)
+US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    id: str
+    kind: str
+    status: str
+    currency: str
+    total: int
+    lines: list[InvoiceLine]
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+    paid_at: datetime | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRequest:
+    id: str
+    tenant_id: str
+    plan_id: str
+    user_id: str | None
+    message: str | None
+    created_at: datetime
+
+
+def _invoice(row: Mapping[str, Any]) -> Invoice:
+    lines = [InvoiceLine(x["description"], x["quantity"], x["unit_amount"], x["amount"]) for x in row["lines"]]
+    return Invoice(row["id"], row["kind"], row["status"], row["currency"], row["total"], lines, row["period_start"],
+                   row["period_end"], row["created_at"], row["paid_at"], row["attempts"])
+
+
+def _lines_json(draft: InvoiceDraft) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(line) for line in draft.lines]
+
+
+class Lifecycle:
+    def __init__(self, db: Database, catalog: Catalog, provider: PaymentProvider, *, grace: timedelta) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.provider = provider
+        self.grace = grace
+
+    # -- the subscription row -----------------------------------------------------------------
+
+    def _load(self, conn: Any, tenant_id: str, now: datetime) -> tuple[Subscription, Mapping[str, Any]]:
+        row = conn.execute(select(subscriptions).where(subscriptions.c.tenant_id == tenant_id)
+                           .with_for_update()).mappings().first()
+        if row is None:
+            raise NotFound(f"No tenant {tenant_id!r}.")
+        stored = subscription_from_row(tenant_id, [row[c] for c in SUBSCRIPTION_COLUMNS], self.catalog, lambda v: v)
+        return at(stored, now), row
+
+    def _save(self, conn: Any, sub: Subscription, now: datetime, **extra: Any) -> None:
+        values: dict[str, Any] = {
+            "status": sub.status.value, "plan_id": sub.plan.id if sub.plan else None, "anchor_at": sub.anchor,
+            "custom_limit": sub.custom_limit, "pending_plan_id": sub.pending.plan.id if sub.pending else None,
+            "pending_at": sub.pending.effective_at if sub.pending else None, "cancel_at": sub.cancel_at,
+            "payment_failed_at": sub.payment_failed_at, "grace_ends_at": sub.grace_ends_at,
+            "ended_at": sub.ended_at, "offline": sub.offline, "updated_at": now,
+        }
+        values.update(extra)
+        conn.execute(update(subscriptions).where(subscriptions.c.tenant_id == sub.tenant_id).values(**values))
+
+    def _used(self, conn: Any, tenant_id: str, counter: str) -> int:
+        value = conn.execute(select(usage_counters.c.billable_sessions).where(
+            usage_counters.c.tenant_id == tenant_id, usage_counters.c.period == counter)).scalar_one_or_none()
+        return value or 0
+
+    def _offered(self, tenant_id: str, plan_id: object) -> Plan:
+        if not isinstance(plan_id, str) or not plan_id:
+            raise InvalidInput("plan_id must be the id of a plan.")
+        plan = self.catalog.get(plan_id)
+        if plan is None or not plan.available_for(tenant_id):
+            raise NotFound(f"No plan {plan_id!r}.")
+        return plan
+
+    # -- subscribe ------------------------------------------------------------------------------
+
+    def checkout(self, tenant_id: str, plan_id: object, now: datetime, base_url: str) -> Checkout:
+        """Open a checkout for a plan in the secure billing portal. Completing it (the provider's
+        webhook) starts the plan and ends the trial."""
+        plan = self._offered(tenant_id, plan_id)
+        if plan.enterprise or plan.price is None:
+            raise InvalidInput(f"The {plan.name} plan is arranged with us: use Book a demo.")
+        with self.db.read() as conn:
+            sub, _ = self._load(conn, tenant_id, now)
+        if sub.paid and sub.status is Status.ACTIVE:
+            raise Conflict("You already have a paid subscription: change your plan instead of subscribing again.")
+        return self.provider.create_checkout(tenant_id, plan, now, base_url)
+
+    def put_on_plan(self, tenant_id: str, plan_id: str, terms: Terms | None, now: datetime) -> None:
+        """An offline deal: monthly periods from now, renewed without the provider; ends a trial."""
+        catalog_plan = self.catalog.get(plan_id)
+        if catalog_plan is None:
+            raise NotFound(f"No plan {plan_id!r}.")
+        plan = catalog_plan.with_terms(terms)
+        base, top = plan.base_session_limit, plan.max_session_limit
+        if any(v is not None and v <= 0 for v in (base, top)):
+            raise InvalidInput("Session limits must be greater than zero.")
+        if base is not None and top is not None and base > top:
+            raise InvalidInput("The base session limit cannot be above the highest session limit.")
+        with self.db.write() as conn:
+            sub, _ = self._load(conn, tenant_id, now)
+            started = start_plan(sub, plan, now, used=self._used(conn, tenant_id, TRIAL_COUNTER), offline=True)
+            self._save(conn, started, now, terms=terms_to_json(terms), provider=None, provider_customer=None,
+                       provider_subscription=None, billed_until=None, credit=0)
+
+    # -- plan changes (R8) ---------------------------------------------------------------------
+
+    def change_plan(self, tenant_id: str, plan_id: object, when: object, on: object, now: datetime) -> None:
+        target = self._offered(tenant_id, plan_id)
+        try:
+            when_ = When(when)
+        except ValueError:
+            raise InvalidInput("when must be one of 'immediately', 'end_of_period', 'custom_date'.") from None
+        custom = _date(on) if when_ is When.CUSTOM_DATE else None
+        if when_ is not When.CUSTOM_DATE and on is not None:
+            raise InvalidInput("A date goes only with when = 'custom_date'.")
+        charge = False
+        with self.db.write() as conn:
+            sub, row = self._load(conn, tenant_id, now)
+            if not sub.paid or sub.status is not Status.ACTIVE or sub.offline or row["provider"] is None:
+                raise Conflict("Plan changes need a paid subscription through the billing portal: subscribe first.")
+            assert sub.plan is not None
+            if sub.cancel_at is not None:
+                raise Conflict("Your subscription is cancelled: resume it in the billing portal before changing plan.")
+            check_target(tenant_id, sub.plan, target)
+            period = sub.period(now)
+            if when_ is When.IMMEDIATELY:
+                if target.price is None or sub.plan.price is None or target.price.currency != sub.plan.price.currency:
+                    raise InvalidInput(f"The {target.name} plan cannot replace yours immediately: pick another date.")
+                draft = invoicing.proration(sub.plan, target, period=period, now=now)
+                changed = dataclasses.replace(sub, plan=target, pending=None,
+                                              custom_limit=kept_limit(sub.custom_limit, target))
+                amount = draft.total.amount
+                credit = row["credit"] + max(0, -amount)
+                self._save(conn, changed, now, terms=None, credit=credit)
+                if amount:
+                    charge = amount > 0
+                    self._add_invoice(conn, tenant_id, "pr_" + secrets.token_hex(10), "proration", draft, period.start,
+                                      period.end, now, row["provider_subscription"], to_charge=charge)
+            else:
+                moment = effective_at(when_, now=now, period=period, custom=custom)
+                self._save(conn, dataclasses.replace(sub, pending=PlanChange(target, moment)), now)
+        if charge:
+            self.collect(now)
+
+    def cancel_change(self, tenant_id: str, now: datetime) -> None:
+        with self.db.write() as conn:
+            sub, _ = self._load(conn, tenant_id, now)
+            if sub.pending is None:
+                raise Conflict("There is no scheduled plan change to cancel.")
+            self._save(conn, dataclasses.replace(sub, pending=None), now)
+
+    # -- invoices ------------------------------------------------------------------------------
+
+    def _add_invoice(self, conn: Any, tenant_id: str, invoice_id: str, kind: str, draft: InvoiceDraft,
+                     start: datetime, end: datetime, now: datetime, provider_subscription: str | None, *,
+                     to_charge: bool, paid_at: datetime | None = None) -> bool:
+        """Record an invoice; False if it exists already (the same renewal made by another worker)."""
+        total = draft.total.amount
+        open_ = to_charge and total > 0
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(invoices).values(
+                    tenant_id=tenant_id, id=invoice_id, provider_subscription=provider_subscription, kind=kind,
+                    status="open" if open_ else "paid", currency=draft.currency, total=total,
+                    lines=_lines_json(draft), period_start=start, period_end=end, created_at=now,
+                    paid_at=None if open_ else (paid_at or now), next_attempt_at=now if open_ else None,
+                ))
+        except IntegrityError:
+            return False
+        return True
+
+    def invoices(self, tenant_id: str, cursor: str | None, limit: int) -> tuple[list[Invoice], str | None]:
+        if not 1 <= limit <= 100:
+            raise InvalidInput("limit must be between 1 and 100.")
+        q = select(invoices).where(invoices.c.tenant_id == tenant_id)
+        if cursor:
+            created, iid = decode_cursor(cursor)
+            q = q.where(or_(invoices.c.created_at < created, and_(invoices.c.created_at == created, invoices.c.id < iid)))
+        q = q.order_by(invoices.c.created_at.desc(), invoices.c.id.desc()).limit(limit + 1)
+        with self.db.read() as conn:
+            rows = conn.execute(q).mappings().all()
+        data = [_invoice(r) for r in rows[:limit]]
+        nxt = encode_cursor(data[-1].created_at, data[-1].id) if len(rows) > limit else None
+        return data, nxt
+
+    def invoice(self, tenant_id: str, invoice_id: str) -> Invoice:
+        with self.db.read() as conn:
+            row = conn.execute(select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)) \
+                .mappings().first()
+        if row is None:
+            raise NotFound(f"No invoice {invoice_id!r}.")
+        return _invoice(row)
+
+    # -- Book a demo ---------------------------------------------------------------------------
+
+    def request_demo(self, tenant_id: str, plan_id: object, user_id: str | None, message: object,
+                     now: datetime) -> DemoRequest:
+        plan = self._offered(tenant_id, plan_id)
+        if not plan.enterprise:
+            raise InvalidInput(f"Book a demo is for Enterprise plans; subscribe to {plan.name} instead.")
+        if message is not None and (not isinstance(message, str) or len(message) > 2000):
+            raise InvalidInput("message must be text of at most 2,000 characters.")
+        req = DemoRequest("demo_" + secrets.token_hex(10), tenant_id, plan.id, user_id, message or None, now)
+        with self.db.write() as conn:
+            conn.execute(insert(demo_requests).values(dataclasses.asdict(req)))
+        return req
+
+    def demo_requests(self, cursor: str | None, limit: int) -> tuple[list[DemoRequest], str | None]:
+        if not 1 <= limit <= 100:
+            raise InvalidInput("limit must be between 1 and 100.")
+        c = demo_requests.c
+        q = select(demo_requests)
+        if cursor:
+            created, rid = decode_cursor(cursor)
+            q = q.where(or_(c.created_at < created, and_(c.created_at == created, c.id < rid)))
+        with self.db.read() as conn:
+            rows = conn.execute(q.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)).mappings().all()
+        data = [DemoRequest(**r) for r in rows[:limit]]
+        return data, encode_cursor(data[-1].created_at, data[-1].id) if len(rows) > limit else None
+
+    # -- the provider's webhooks ---------------------------------------------------------------
+
+    def receive(self, body: bytes, headers: Mapping[str, str], now: datetime) -> str:
+        """A provider delivery: verified (WebhookRejected if not the provider's), stored, applied once.
+        "applied", or "duplicate" for an event received before."""
+        note = self.provider.verify(body, headers)
+        with self.db.read() as conn:
+            seen = conn.execute(select(provider_events.c.event_id).where(
+                provider_events.c.provider == self.provider.name, provider_events.c.event_id == note.id)).first()
+        if seen:
+            return "duplicate"
+        # Read what the event is about from the provider before the transaction: a notification
+        # names an object; its latest state is the provider's, whatever the order of delivery.
+        ps = self.provider.subscription(note.subscription) if note.subscription else None
+        charge = self.provider.charge_state(note.invoice) if note.invoice else None
+        try:
+            with self.db.write() as conn:
+                conn.execute(insert(provider_events).values(
+                    provider=self.provider.name, event_id=note.id, type=note.type,
+                    tenant_id=note.tenant_id, payload=body.decode(), received_at=now))
+                if ps is not None:
+                    self._sync_subscription(conn, ps, now)
+                if charge is not None:
+                    self._sync_invoice(conn, charge.tenant_id, charge.invoice_id, charge.paid_at,
+                                       charge.first_failed_at, charge.failures, now)
+        except IntegrityError:
+            return "duplicate"  # the same event, applied meanwhile by a concurrent delivery
+        return "applied"
+
+    def _sync_subscription(self, conn: Any, ps: ProviderSubscription, now: datetime) -> None:
+        sub, row = self._load(conn, ps.tenant_id, now)
+        extra: dict[str, Any] = {}
+        if row["provider_subscription"] != ps.id:
+            if sub.paid and sub.status is Status.ACTIVE:
+                log.warning("tenant %s completed a second checkout (%s) while subscribed; ignored", ps.tenant_id, ps.id)
+                return
+            plan = self.catalog.get(ps.plan_id)
+            if plan is None:
+                log.error("checkout for unknown plan %r ignored", ps.plan_id)
+                return
+            sub = at(start_plan(sub, plan, ps.started_at, used=self._used(conn, ps.tenant_id, TRIAL_COUNTER)), now)
+            first_end = add_months(ps.started_at, 1)
+            extra = {"terms": None, "provider": self.provider.name, "provider_customer": ps.customer,
+                     "provider_subscription": ps.id, "billed_until": first_end, "credit": 0}
+            fi = ps.first_invoice
+            line = InvoiceLine(f"{plan.name} plan, {ps.started_at.date().isoformat()} to {first_end.date().isoformat()}",
+                               1, fi.total, fi.total)
+            self._add_invoice(conn, ps.tenant_id, fi.id, "first", InvoiceDraft(fi.currency, (line,)), ps.started_at,
+                              first_end, ps.started_at, ps.id, to_charge=False, paid_at=fi.paid_at)
+        # Cancel subscription / resume, as the provider has it now (R11).
+        if sub.status is Status.ACTIVE and sub.anchor is not None:
+            if ps.cancel_requested_at is not None:
+                cancel_at = period_at(sub.anchor, ps.cancel_requested_at).end
+                if sub.cancel_at != cancel_at:
+                    sub = dataclasses.replace(sub, cancel_at=cancel_at, pending=None)
+            elif sub.cancel_at is not None:
+                sub = dataclasses.replace(sub, cancel_at=None)
+        self._save(conn, sub, now, **extra)
+
+    def _sync_invoice(self, conn: Any, tenant_id: str, invoice_id: str, paid_at: datetime | None,
+                      first_failed_at: datetime | None, failures: int, now: datetime) -> None:
+        sub, row = self._load(conn, tenant_id, now)  # the subscription first: the lock order of every write
+        inv = conn.execute(select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)
+                           .with_for_update()).mappings().first()
+        if inv is None or inv["status"] != "open":
+            self._save(conn, sub, now)
+            return
+        if paid_at is not None:
+            values: dict[str, Any] = {"status": "paid", "paid_at": paid_at, "next_attempt_at": None}
+        else:
+            assert first_failed_at is not None
+            retries = [first_failed_at + d for d in RETRY_AFTER if d < self.grace]
+            nxt = retries[failures - 1] if 0 < failures <= len(retries) else None
+            values = {"first_failed_at": first_failed_at, "attempts": max(inv["attempts"], failures),
+                      "next_attempt_at": nxt}
+        conn.execute(update(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)
+                     .values(**values))
+        self._save(conn, self._with_payment_state(conn, sub, row["provider_subscription"]), now)
+
+    def _with_payment_state(self, conn: Any, sub: Subscription, provider_subscription: str | None) -> Subscription:
+        """Payment issue while an invoice of the running plan is unpaid after a failed charge (R10)."""
+        if sub.status is not Status.ACTIVE:
+            return sub
+        c = invoices.c
+        oldest = conn.execute(select(c.first_failed_at).where(
+            c.tenant_id == sub.tenant_id, c.status == "open", c.first_failed_at.is_not(None),
+            c.provider_subscription == provider_subscription).order_by(c.first_failed_at).limit(1)).scalar()
+        if oldest is None:
+            return dataclasses.replace(sub, payment_failed_at=None, grace_ends_at=None)
+        return dataclasses.replace(sub, payment_failed_at=oldest, grace_ends_at=oldest + self.grace)
+
+    # -- what comes due as time passes ---------------------------------------------------------
+
+    def run_due(self, now: datetime) -> None:
+        """Apply everything due by `now`: deliver the provider's pending events, store what time did
+        to each subscription, renew the periods that began, and charge the invoices due."""
+        self.provider.deliver_pending()
+        c = subscriptions.c
+        with self.db.read() as conn:
+            tenants = conn.execute(select(c.tenant_id).where(c.status == Status.ACTIVE.value, or_(
+                c.pending_at <= now, c.cancel_at <= now, c.billed_until <= now, c.payment_failed_at.is_not(None),
+            ))).scalars().all()
+        for tenant_id in tenants:
+            self._advance_tenant(tenant_id, now)
+        self.collect(now)
+
+    def _advance_tenant(self, tenant_id: str, now: datetime) -> None:
+        with self.db.write() as conn:
+            row = conn.execute(select(subscriptions).where(subscriptions.c.tenant_id == tenant_id)
+                               .with_for_update()).mappings().first()
+            if row is None:
+                return
+            stored = subscription_from_row(tenant_id, [row[c] for c in SUBSCRIPTION_COLUMNS], self.catalog,
+                                           lambda v: v)
+            billed_until, credit = row["billed_until"], row["credit"]
+            # Renew period by period: at each boundary the plan in force then (a change due at the
+            # boundary first, as a provider applies a schedule's phase before the renewal).
+            while (billed_until is not None and billed_until <= now and not stored.offline
+                   and row["provider"] is not None):
+                boundary = billed_until
+                then = at(stored, boundary)
+                if then.status is not Status.ACTIVE or then.plan is None or then.plan.price is None:
+                    break
+                before = at(stored, boundary - US)
+                ended = then.period(boundary - US)
+                new = then.period(boundary)
+                draft = invoicing.renewal(then.plan, used_last_period=self._used(conn, tenant_id, ended.key),
+                                          new_period=new, ended_plan=before.plan, credit=credit)
+                credit -= sum(-line.amount for line in draft.lines if line.amount < 0)  # the credit it used
+                invoice_id = f"rn_{row['provider_subscription'][-12:]}_{new.start:%Y%m%d%H%M%S}"
+                self._add_invoice(conn, tenant_id, invoice_id, "renewal", draft, ended.start, new.end, boundary,
+                                  row["provider_subscription"], to_charge=True)
+                billed_until = new.end
+            sub = at(stored, now)
+            if sub.status is not Status.ACTIVE:
+                # Ended (cancelled or unpaid): nothing more is charged for it.
+                conn.execute(update(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.status == "open")
+                             .values(status="void", next_attempt_at=None))
+            self._save(conn, sub, now, billed_until=billed_until, credit=credit)
+
+    def collect(self, now: datetime) -> int:
+        """Charge the invoices whose attempt is due, each attempt handed to the provider once."""
+        c = invoices.c
+        with self.db.read() as conn:
+            due = conn.execute(select(c.tenant_id, c.id).where(c.status == "open", c.next_attempt_at <= now)
+                               .order_by(c.next_attempt_at)).all()
+        charged = 0
+        for tenant_id, invoice_id in due:
+            with self.db.write() as conn:
+                inv = conn.execute(select(invoices).where(c.tenant_id == tenant_id, c.id == invoice_id,
+                                                          c.status == "open", c.next_attempt_at <= now)
+                                   .with_for_update()).mappings().first()
+                if inv is None:
+                    continue  # charged by another worker meanwhile
+                attempt = inv["attempts"] + 1
+                conn.execute(update(invoices).where(c.tenant_id == tenant_id, c.id == invoice_id)
+                             .values(attempts=attempt, next_attempt_at=now + LEASE))
+            self.provider.charge(tenant_id, invoice_id, inv["total"], inv["currency"], f"{invoice_id}-{attempt}", now)
+            charged += 1
+        return charged
+
+    def next_due(self, after: datetime) -> datetime | None:
+        """The earliest moment after `after` at which `run_due` has something to do."""
+        c = subscriptions.c
+        moments: list[datetime] = []
+        with self.db.read() as conn:
+            rows = conn.execute(select(subscriptions).where(c.status == Status.ACTIVE.value)).mappings().all()
+            for row in rows:
+                sub = subscription_from_row(row["tenant_id"], [row[k] for k in SUBSCRIPTION_COLUMNS], self.catalog,
+                                            lambda v: v)
+                candidates = [sub.pending.effective_at if sub.pending else None, sub.cancel_at, sub.lapses_at(),
+                              sub.grace_ends_at, row["billed_until"] if row["provider"] else None]
+                moments += [m for m in candidates if m is not None and m > after]
+            nxt = conn.execute(select(invoices.c.next_attempt_at).where(
+                invoices.c.status == "open", invoices.c.next_attempt_at > after)
+                .order_by(invoices.c.next_attempt_at).limit(1)).scalar()
+        if nxt is not None:
+            moments.append(nxt)
+        return min(moments) if moments else None
+
+
+def _date(value: object) -> date:
+    if not isinstance(value, str):
+        raise InvalidInput("On custom date needs a date (YYYY-MM-DD).")
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not a date: use YYYY-MM-DD.") from None
+    if len(value) != 10:
+        raise InvalidInput(f"{value!r} is not a date: use YYYY-MM-DD.")
+    return parsed

@@ -1,0 +1,103 @@
+"""A small catalog and the steps a tenant's owner and the sandbox portal take, for the
+subscription tests: subscribe, change plan, cancel, pay, advance the test clock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.api.support import assert_problem, view
+from tests.conftest import operator_headers
+from tests.helpers import TenantAccess, advance, open_session
+
+CARD_OK = "4242424242424242"
+CARD_CHARGES_FAIL = "4000000000000341"
+CARD_DECLINED = "4000000000000002"
+
+PAYMENT_OVERDUE = "Your payment is overdue and the grace period has expired."
+
+# Limits small enough to reach over HTTP in a test.
+PLANS = {"plans": [
+    {"id": "mini", "name": "Mini", "price": {"amount": 1000, "currency": "USD"}, "included_sessions": 2,
+     "overage_price": {"amount": 100, "currency": "USD"}, "base_session_limit": 3, "max_session_limit": 10},
+    {"id": "maxi", "name": "Maxi", "price": {"amount": 3000, "currency": "USD"}, "included_sessions": 5,
+     "overage_price": {"amount": 50, "currency": "USD"}, "base_session_limit": 6, "max_session_limit": 20},
+    {"id": "reach", "name": "Reach", "price": {"amount": 2000, "currency": "USD"}, "included_sessions": 4,
+     "overage_price": {"amount": 50, "currency": "USD"}, "base_session_limit": 8, "max_session_limit": 8,
+     "tags": ["Answered only"]},
+    {"id": "euro", "name": "Euro", "price": {"amount": 900, "currency": "EUR"}, "included_sessions": 2,
+     "base_session_limit": 3, "max_session_limit": 10},
+    {"id": "vip", "name": "VIP", "price": {"amount": 500, "currency": "USD"}, "base_session_limit": 3,
+     "max_session_limit": 3, "available_to": ["someone-else"]},
+    {"id": "enterprise", "name": "Enterprise", "enterprise": True},
+]}
+
+
+def plans_file(folder: Path) -> str:
+    path = folder / "plans.json"
+    path.write_text(json.dumps(PLANS))
+    return str(path)
+
+
+def checkout(client, access: TenantAccess, plan_id: str):
+    return client.post("/v1/billing/checkout", json={"plan_id": plan_id}, headers=access.owner_headers)
+
+
+def complete(client, checkout_id: str, card: str = CARD_OK):
+    return client.post(f"/v1/sandbox/checkouts/{checkout_id}/complete", json={"card": card},
+                       headers=operator_headers())
+
+
+def subscribe(client, access: TenantAccess, plan_id: str, card: str = CARD_OK) -> dict[str, Any]:
+    r = checkout(client, access, plan_id)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["url"].endswith(f"/sandbox/checkout/{body['id']}")
+    r = complete(client, body["id"], card)
+    assert r.status_code == 200, r.text
+    return view(client, access)
+
+
+def change_plan(client, access: TenantAccess, plan_id: str, when: str, date: str | None = None):
+    body: dict[str, Any] = {"plan_id": plan_id, "when": when}
+    if date is not None:
+        body["date"] = date
+    return client.post("/v1/billing/plan-change", json=body, headers=access.owner_headers)
+
+
+def add_card(client, tenant_id: str, card: str):
+    return client.post(f"/v1/sandbox/tenants/{tenant_id}/payment-methods", json={"card": card},
+                       headers=operator_headers())
+
+
+def portal_action(client, tenant_id: str, action: str):
+    return client.post(f"/v1/sandbox/tenants/{tenant_id}/{action}", headers=operator_headers())
+
+
+def invoices(client, access: TenantAccess) -> list[dict[str, Any]]:
+    r = client.get("/v1/billing/invoices", headers=access.owner_headers)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def badges(client, access: TenantAccess) -> list[str]:
+    return [c["badge"] for c in view(client, access)["cards"]]
+
+
+def fill(client, access: TenantAccess, prefix: str, n: int) -> None:
+    for i in range(n):
+        r = open_session(client, access, f"{prefix}-{i}")
+        assert r.status_code == 201, r.text
+
+
+def refused(client, access: TenantAccess, session_id: str, reason: str, detail: str | None = None) -> None:
+    assert_problem(open_session(client, access, session_id), 402, reason, detail)
+
+
+def admitted(client, access: TenantAccess, session_id: str) -> None:
+    r = open_session(client, access, session_id)
+    assert r.status_code == 201, r.text
+
+
+__all__ = ["advance"]
