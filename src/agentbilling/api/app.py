@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from agentbilling import __version__
-from agentbilling.api import billing, operator, problems, runtime, web, webhooks
+from agentbilling.api import billing, operator, portal, problems, runtime, web, webhooks
 from agentbilling.api.fast_admission import FastAdmission
 from agentbilling.api.idempotency import IdempotencyMiddleware
 from agentbilling.service.facade import Billing, connect
@@ -47,6 +47,7 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     app.include_router(operator.router)
     app.include_router(billing.router)
     app.include_router(web.router)
+    app.include_router(portal.router)
     app.include_router(webhooks.router)
 
     @app.get("/livez", tags=["health"], summary="The process is up (no I/O)")

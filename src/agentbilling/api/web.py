@@ -20,7 +20,8 @@ from agentbilling.domain.card import Badge
 router = APIRouter(tags=["billing tab"])
 templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 
-_BADGE_CLASS = {Badge.ACTIVE: "active", Badge.EXPIRED: "expired", Badge.TRIAL_ENDING_SOON: "soon"}
+_BADGE_CLASS = {Badge.ACTIVE: "active", Badge.EXPIRED: "expired", Badge.TRIAL_ENDING_SOON: "soon",
+                Badge.PAYMENT_ISSUE: "issue", Badge.CANCELED: "issue", Badge.UPCOMING: "soon"}
 
 
 FORMATTERS = {

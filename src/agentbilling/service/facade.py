@@ -27,6 +27,7 @@ from agentbilling.service.accounts import Accounts
 from agentbilling.service.lifecycle import DemoRequest, Invoice, Lifecycle
 from agentbilling.service.payments import Checkout, PaymentProvider
 from agentbilling.service.sandbox import SandboxProvider
+from agentbilling.service.stripe_provider import StripeProvider
 from agentbilling.service.records import Admission, BillingView, IssuedToken, NewApiKey, Page, Tenant, User
 from agentbilling.service.subscriptions import Subscriptions
 from agentbilling.service.tokens import TokenSigner, hash_api_key
@@ -66,6 +67,7 @@ class Billing:
         if not secret:
             log.warning("AGENTBILLING_SECRET_KEY is unset: tokens will not survive a restart")
             secret = secrets.token_urlsafe(32)
+        self.secret = secret  # the effective secret: signs tokens, links and CSRF tokens
         self.tokens = TokenSigner(secret, settings.token_ttl_seconds)
         self.metering = MeteringStore(db, catalog, billing_enabled=settings.billing_enabled)
         self.accounts = Accounts(
@@ -76,13 +78,21 @@ class Billing:
             billing_enabled=settings.billing_enabled,
         )
         self.subscriptions = Subscriptions(db, catalog, self.metering)
-        if settings.payment_provider != "sandbox":
-            raise ValueError(f"AGENTBILLING_PAYMENT_PROVIDER={settings.payment_provider} is not available yet; "
-                             "use sandbox")
-        self.sandbox: SandboxProvider | None = SandboxProvider(
-            db, webhook_secret=_derived_secret(secret, "sandbox-webhooks"), link_secret=secret)
-        self.provider: PaymentProvider = self.sandbox
-        self.sandbox.deliver = lambda body, headers: self.receive_webhook("sandbox", body, headers)
+        self.sandbox: SandboxProvider | None = None
+        self.provider: PaymentProvider
+        if settings.payment_provider == "stripe":
+            if not settings.stripe_api_key or not settings.stripe_webhook_secret:
+                raise ValueError("AGENTBILLING_PAYMENT_PROVIDER=stripe needs AGENTBILLING_STRIPE_API_KEY and "
+                                 "AGENTBILLING_STRIPE_WEBHOOK_SECRET")
+            self.provider = StripeProvider(api_key=settings.stripe_api_key,
+                                           webhook_secret=settings.stripe_webhook_secret,
+                                           api_base=settings.stripe_api_base, catalog=catalog,
+                                           test_clock=isinstance(clock, TestClock))
+        else:
+            self.sandbox = SandboxProvider(db, webhook_secret=_derived_secret(secret, "sandbox-webhooks"),
+                                           link_secret=secret)
+            self.sandbox.deliver = lambda body, headers: self.receive_webhook("sandbox", body, headers)
+            self.provider = self.sandbox
         self.lifecycle = Lifecycle(db, catalog, self.provider, grace=timedelta(days=settings.grace_days))
 
     def now(self) -> datetime:
@@ -164,8 +174,12 @@ class Billing:
     def advance_clock(self, *, seconds: float | None = None, to: datetime | None = None) -> datetime:
         if self.test_clock is None:
             raise NotFound("The test clock is off in this deployment.")
-        return clocks.advance(self.db, self.test_clock, seconds=seconds, to=to, run_due=self.lifecycle.run_due,
+        return clocks.advance(self.db, self.test_clock, seconds=seconds, to=to, run_due=self._due_at,
                               next_due=self.lifecycle.next_due)
+
+    def _due_at(self, moment: datetime) -> None:
+        self.provider.clock_moved(moment)  # a provider's own test clock follows, its events applied
+        self.lifecycle.run_due(moment)
 
     def run_due(self) -> None:
         """Apply what has come due by now: scheduled changes, renewals, charges, provider events."""
@@ -255,8 +269,7 @@ class Billing:
 
     def portal_url(self, tenant_id: str, *, base_url: str | None = None) -> str:
         """The secure billing portal (Manage): payment methods, invoices, Cancel subscription."""
-        self.accounts.get_tenant(tenant_id)
-        return self.provider.portal_url(tenant_id, base_url or self.public_url())
+        return self.lifecycle.portal_url(tenant_id, self.now(), base_url or self.public_url())
 
     def change_plan(self, tenant_id: str, plan_id: str, when: str, date: str | None = None) -> BillingView:
         """Switch plans Immediately (prorated), at the End of the current period, or On custom date (R8)."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import insert, select, update
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -45,6 +45,8 @@ CARD_OK = "4242424242424242"
 CARD_CHARGES_FAIL = "4000000000000341"
 CARD_DECLINED = "4000000000000002"
 TEST_CARDS = (CARD_OK, CARD_CHARGES_FAIL, CARD_DECLINED)
+
+PORTAL_LINK_SECONDS = 3600  # a portal link opens the portal for an hour, as a provider's portal session
 
 Deliver = Callable[[bytes, Mapping[str, str]], None]
 
@@ -72,17 +74,19 @@ def _id(prefix: str) -> str:
 
 class SandboxProvider:
     name = "sandbox"
+    owns_billing = False  # agentbilling renews, invoices and retries; the sandbox charges
 
     def __init__(self, db: Database, webhook_secret: str, link_secret: str) -> None:
         self.db = db
         self.webhook = Webhook(webhook_secret)
-        self.links = URLSafeSerializer(link_secret, salt="sandbox-portal")
+        self.links = URLSafeTimedSerializer(link_secret, salt="sandbox-portal")
         self.deliver: Deliver | None = None  # the service's receiver, set when it is wired
         self._delivering = threading.Lock()
 
     # -- what the service asks of the provider ----------------------------------------------
 
-    def create_checkout(self, tenant_id: str, plan: Plan, now: datetime, base_url: str) -> Checkout:
+    def create_checkout(self, tenant_id: str, plan: Plan, now: datetime, base_url: str,
+                        customer: str | None = None, email: str | None = None) -> Checkout:
         assert plan.price is not None, "only priced plans go through checkout"
         checkout_id = _id("cs")
         with self.db.write() as conn:
@@ -93,12 +97,15 @@ class SandboxProvider:
             ))
         return Checkout(checkout_id, f"{base_url}/sandbox/checkout/{checkout_id}")
 
-    def portal_url(self, tenant_id: str, base_url: str) -> str:
+    def clock_moved(self, moment: datetime) -> None:
+        """The sandbox keeps no clock of its own."""
+
+    def portal_url(self, tenant_id: str, base_url: str, customer: str | None = None) -> str:
         return f"{base_url}/sandbox/portal/{self.links.dumps(tenant_id)}"
 
     def portal_tenant(self, token: str) -> str:
         try:
-            tenant_id = self.links.loads(token)
+            tenant_id = self.links.loads(token, max_age=PORTAL_LINK_SECONDS)  # wall clock: security time
         except BadSignature:
             raise NotFound("This portal link is not valid. Open the portal again from the Billing tab.") from None
         return str(tenant_id)
@@ -197,6 +204,8 @@ class SandboxProvider:
         """Pay a checkout with a test card: the subscription starts and its first invoice is paid.
         A declined card (or one whose charges fail) changes nothing."""
         number = card_number(card)
+        if self.checkout(checkout_id)["status"] != "open":
+            raise Conflict("This checkout is already complete.")
         if number != CARD_OK:
             raise CardDeclined("Your card was declined. Try another card.")
         with self.db.write() as conn:
