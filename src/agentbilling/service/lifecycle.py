@@ -30,10 +30,23 @@ from agentbilling.domain.plan_change import PlanChange, When, check_target, effe
 from agentbilling.domain.plans import Catalog, Plan, Terms
 from agentbilling.domain.subscription import TRIAL_COUNTER, Status, Subscription, at, start_plan
 from agentbilling.service.cursors import decode_cursor, encode_cursor
-from agentbilling.service.payments import Checkout, PaymentProvider, ProviderSubscription
+from agentbilling.service.payments import (
+    Checkout,
+    DraftRenewal,
+    InvoiceMirror,
+    PaymentProvider,
+    ProviderSubscription,
+)
 from agentbilling.storage.db import Database
 from agentbilling.storage.rows import subscription_from_row, SUBSCRIPTION_COLUMNS, terms_to_json
-from agentbilling.storage.tables import demo_requests, invoices, provider_events, subscriptions, usage_counters
+from agentbilling.storage.tables import (
+    demo_requests,
+    invoices,
+    provider_events,
+    subscriptions,
+    tenants,
+    usage_counters,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +142,22 @@ class Lifecycle:
         if plan.enterprise or plan.price is None:
             raise InvalidInput(f"The {plan.name} plan is arranged with us: use Book a demo.")
         with self.db.read() as conn:
-            sub, _ = self._load(conn, tenant_id, now)
+            sub, row = self._load(conn, tenant_id, now)
+            email = conn.execute(select(tenants.c.billing_email).where(tenants.c.id == tenant_id)).scalar()
         if sub.paid and sub.status is Status.ACTIVE:
             raise Conflict("You already have a paid subscription: change your plan instead of subscribing again.")
-        return self.provider.create_checkout(tenant_id, plan, now, base_url)
+        co = self.provider.create_checkout(tenant_id, plan, now, base_url, customer=row["provider_customer"],
+                                           email=email)
+        if co.customer and co.customer != row["provider_customer"]:
+            with self.db.write() as conn:
+                conn.execute(update(subscriptions).where(subscriptions.c.tenant_id == tenant_id)
+                             .values(provider_customer=co.customer))
+        return co
+
+    def portal_url(self, tenant_id: str, now: datetime, base_url: str) -> str:
+        with self.db.read() as conn:
+            _, row = self._load(conn, tenant_id, now)
+        return self.provider.portal_url(tenant_id, base_url, customer=row["provider_customer"])
 
     def put_on_plan(self, tenant_id: str, plan_id: str, terms: Terms | None, now: datetime) -> None:
         """An offline deal: monthly periods from now, renewed without the provider; ends a trial."""
@@ -175,6 +200,10 @@ class Lifecycle:
             if when_ is When.IMMEDIATELY:
                 if target.price is None or sub.plan.price is None or target.price.currency != sub.plan.price.currency:
                     raise InvalidInput(f"The {target.name} plan cannot replace yours immediately: pick another date.")
+            moment = effective_at(when_, now=now, period=period, custom=custom)
+            if self.provider.owns_billing:
+                pass  # the provider changes it (below, outside this transaction); its answer is stored
+            elif when_ is When.IMMEDIATELY:
                 draft = invoicing.proration(sub.plan, target, period=period, now=now)
                 changed = dataclasses.replace(sub, plan=target, pending=None,
                                               custom_limit=kept_limit(sub.custom_limit, target))
@@ -186,17 +215,29 @@ class Lifecycle:
                     self._add_invoice(conn, tenant_id, "pr_" + secrets.token_hex(10), "proration", draft, period.start,
                                       period.end, now, row["provider_subscription"], to_charge=charge)
             else:
-                moment = effective_at(when_, now=now, period=period, custom=custom)
                 self._save(conn, dataclasses.replace(sub, pending=PlanChange(target, moment)), now)
+        if self.provider.owns_billing:
+            sub_id = row["provider_subscription"]
+            facts = (self.provider.change_now(sub_id, target) if when_ is When.IMMEDIATELY
+                     else self.provider.change_later(sub_id, target, moment))
+            self._apply_subscription_facts(facts, now)
         if charge:
             self.collect(now)
 
+    def _apply_subscription_facts(self, facts: ProviderSubscription | None, now: datetime) -> None:
+        if facts is not None:
+            with self.db.write() as conn:
+                self._sync_subscription(conn, facts, now)
+
     def cancel_change(self, tenant_id: str, now: datetime) -> None:
         with self.db.write() as conn:
-            sub, _ = self._load(conn, tenant_id, now)
+            sub, row = self._load(conn, tenant_id, now)
             if sub.pending is None:
                 raise Conflict("There is no scheduled plan change to cancel.")
-            self._save(conn, dataclasses.replace(sub, pending=None), now)
+            if not self.provider.owns_billing:
+                self._save(conn, dataclasses.replace(sub, pending=None), now)
+        if self.provider.owns_billing:
+            self._apply_subscription_facts(self.provider.cancel_change(row["provider_subscription"]), now)
 
     # -- invoices ------------------------------------------------------------------------------
 
@@ -281,7 +322,16 @@ class Lifecycle:
         # Read what the event is about from the provider before the transaction: a notification
         # names an object; its latest state is the provider's, whatever the order of delivery.
         ps = self.provider.subscription(note.subscription) if note.subscription else None
-        charge = self.provider.charge_state(note.invoice) if note.invoice else None
+        charge = mirror = None
+        if note.invoice and self.provider.owns_billing:
+            created = int((note.raw or {}).get("created") or 0)
+            facts = self.provider.invoice_facts(note.invoice, note.type, created)
+            if isinstance(facts, DraftRenewal):
+                self._add_overage(facts, now)  # before the provider finalizes it; once, by its idempotency key
+            else:
+                mirror = facts
+        elif note.invoice:
+            charge = self.provider.charge_state(note.invoice)
         try:
             with self.db.write() as conn:
                 conn.execute(insert(provider_events).values(
@@ -292,9 +342,51 @@ class Lifecycle:
                 if charge is not None:
                     self._sync_invoice(conn, charge.tenant_id, charge.invoice_id, charge.paid_at,
                                        charge.first_failed_at, charge.failures, now)
+                if mirror is not None:
+                    self._mirror_invoice(conn, mirror, now)
         except IntegrityError:
             return "duplicate"  # the same event, applied meanwhile by a concurrent delivery
         return "applied"
+
+    def _add_overage(self, draft: DraftRenewal, now: datetime) -> None:
+        """The sessions beyond the included ones in the period that ended, on its renewal invoice,
+        priced by the plan that period ran on."""
+        with self.db.read() as conn:
+            sub, row = self._load(conn, draft.tenant_id, now)
+            if sub.anchor is None or row["provider_subscription"] is None:
+                return
+            ended = period_at(sub.anchor, draft.period_end - US)
+            plan = sub.plan
+            if row["previous_plan_id"] and row["plan_changed_at"] is not None and row["plan_changed_at"] >= ended.end:
+                plan = self.catalog.get(row["previous_plan_id"]) or plan
+            used = self._used(conn, draft.tenant_id, ended.key)
+        if plan is None or plan.overage_price is None:
+            return
+        extra = invoicing.overage_sessions(plan, used)
+        if extra:
+            self.provider.add_overage(draft, extra * plan.overage_price.amount,
+                                      f"{extra:,} sessions beyond the {plan.included_sessions:,} included")
+
+    def _mirror_invoice(self, conn: Any, m: InvoiceMirror, now: datetime) -> None:
+        """The provider's invoice as it stands there, kept beside ours (Stripe's invoices)."""
+        sub, row = self._load(conn, m.tenant_id, now)  # the subscription first: the lock order of every write
+        c = invoices.c
+        old = conn.execute(select(invoices).where(c.tenant_id == m.tenant_id, c.id == m.id).with_for_update()) \
+            .mappings().first()
+        failed = [x for x in (m.failed_at, old["first_failed_at"] if old else None) if x is not None]
+        values = {
+            "provider_subscription": m.subscription, "kind": m.kind, "status": m.status, "currency": m.currency,
+            "total": m.total, "lines": [{"description": d, "quantity": q, "unit_amount": a // q if q else a,
+                                         "amount": a} for d, q, a in m.lines],
+            "period_start": m.period_start, "period_end": m.period_end, "paid_at": m.paid_at,
+            "attempts": m.attempts, "next_attempt_at": m.next_attempt_at if m.status == "open" else None,
+            "first_failed_at": min(failed) if failed else None,
+        }
+        if old is None:
+            conn.execute(insert(invoices).values(tenant_id=m.tenant_id, id=m.id, created_at=m.created_at, **values))
+        else:
+            conn.execute(update(invoices).where(c.tenant_id == m.tenant_id, c.id == m.id).values(**values))
+        self._save(conn, self._with_payment_state(conn, sub, row["provider_subscription"]), now)
 
     def _sync_subscription(self, conn: Any, ps: ProviderSubscription, now: datetime) -> None:
         sub, row = self._load(conn, ps.tenant_id, now)
@@ -303,21 +395,28 @@ class Lifecycle:
             if sub.paid and sub.status is Status.ACTIVE:
                 log.warning("tenant %s completed a second checkout (%s) while subscribed; ignored", ps.tenant_id, ps.id)
                 return
+            if ps.status not in ("active", "past_due", "trialing"):
+                return  # not started (incomplete) or already over: nothing to start
             plan = self.catalog.get(ps.plan_id)
             if plan is None:
                 log.error("checkout for unknown plan %r ignored", ps.plan_id)
                 return
             sub = at(start_plan(sub, plan, ps.started_at, used=self._used(conn, ps.tenant_id, TRIAL_COUNTER)), now)
-            first_end = add_months(ps.started_at, 1)
+            first_end = ps.period_end or add_months(ps.started_at, 1)
             extra = {"terms": None, "provider": self.provider.name, "provider_customer": ps.customer,
-                     "provider_subscription": ps.id, "billed_until": first_end, "credit": 0}
+                     "provider_subscription": ps.id, "billed_until": first_end, "credit": 0,
+                     "previous_plan_id": None, "plan_changed_at": None}
             fi = ps.first_invoice
-            line = InvoiceLine(f"{plan.name} plan, {ps.started_at.date().isoformat()} to {first_end.date().isoformat()}",
-                               1, fi.total, fi.total)
-            self._add_invoice(conn, ps.tenant_id, fi.id, "first", InvoiceDraft(fi.currency, (line,)), ps.started_at,
-                              first_end, ps.started_at, ps.id, to_charge=False, paid_at=fi.paid_at)
-        # Cancel subscription / resume, as the provider has it now (R11).
-        if sub.status is Status.ACTIVE and sub.anchor is not None:
+            if fi is not None:
+                line = InvoiceLine(f"{plan.name} plan, {ps.started_at.date().isoformat()} to "
+                                   f"{first_end.date().isoformat()}", 1, fi.total, fi.total)
+                self._add_invoice(conn, ps.tenant_id, fi.id, "first", InvoiceDraft(fi.currency, (line,)),
+                                  ps.started_at, first_end, ps.started_at, ps.id, to_charge=False, paid_at=fi.paid_at)
+        if ps.owned:
+            sub, owned = self._owned_state(sub, ps, now, row)
+            extra.update(owned)
+        elif sub.status is Status.ACTIVE and sub.anchor is not None:
+            # Cancel subscription / resume, as the provider has it now (R11).
             if ps.cancel_requested_at is not None:
                 cancel_at = period_at(sub.anchor, ps.cancel_requested_at).end
                 if sub.cancel_at != cancel_at:
@@ -325,6 +424,30 @@ class Lifecycle:
             elif sub.cancel_at is not None:
                 sub = dataclasses.replace(sub, cancel_at=None)
         self._save(conn, sub, now, **extra)
+
+    def _owned_state(self, sub: Subscription, ps: ProviderSubscription, now: datetime,
+                     row: Mapping[str, Any]) -> tuple[Subscription, dict[str, Any]]:
+        """The provider's subscription (Stripe's) as ours: its plan, scheduled change, cancellation
+        and end; our own derivations (grace, lapse) stay on top."""
+        extra: dict[str, Any] = {"billed_until": ps.period_end}
+        if sub.status is not Status.ACTIVE:
+            return sub, extra  # ended here already (unpaid at its period's end, or cancelled)
+        plan = self.catalog.get(ps.plan_id)
+        if plan is not None and sub.plan is not None and plan.id != sub.plan.id:
+            extra.update(previous_plan_id=sub.plan.id, plan_changed_at=now)
+            sub = dataclasses.replace(sub, plan=plan, custom_limit=kept_limit(sub.custom_limit, plan))
+        pending = None
+        if ps.pending is not None and ps.cancel_at is None:
+            nxt = self.catalog.get(ps.pending[0])
+            pending = PlanChange(nxt, ps.pending[1]) if nxt is not None else None
+        sub = dataclasses.replace(sub, pending=pending, cancel_at=ps.cancel_at)
+        if ps.status in ("canceled", "incomplete_expired"):
+            ended = ps.ended_at or now
+            if ps.cancel_at is not None:
+                sub = dataclasses.replace(sub, status=Status.CANCELED, ended_at=ended, pending=None)
+            else:
+                sub = dataclasses.replace(sub, status=Status.EXPIRED, ended_at=ended, pending=None)
+        return sub, extra
 
     def _sync_invoice(self, conn: Any, tenant_id: str, invoice_id: str, paid_at: datetime | None,
                       first_failed_at: datetime | None, failures: int, now: datetime) -> None:
@@ -385,7 +508,7 @@ class Lifecycle:
             # Renew period by period: at each boundary the plan in force then (a change due at the
             # boundary first, as a provider applies a schedule's phase before the renewal).
             while (billed_until is not None and billed_until <= now and not stored.offline
-                   and row["provider"] is not None):
+                   and row["provider"] is not None and not self.provider.owns_billing):
                 boundary = billed_until
                 then = at(stored, boundary)
                 if then.status is not Status.ACTIVE or then.plan is None or then.plan.price is None:
@@ -401,14 +524,21 @@ class Lifecycle:
                                   row["provider_subscription"], to_charge=True)
                 billed_until = new.end
             sub = at(stored, now)
+            end_at_provider = None
             if sub.status is not Status.ACTIVE:
                 # Ended (cancelled or unpaid): nothing more is charged for it.
                 conn.execute(update(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.status == "open")
                              .values(status="void", next_attempt_at=None))
+                if self.provider.owns_billing and sub.status is Status.EXPIRED:
+                    end_at_provider = row["provider_subscription"]
             self._save(conn, sub, now, billed_until=billed_until, credit=credit)
+        if end_at_provider:
+            self.provider.end_now(end_at_provider)  # unpaid at its period's end: the provider stops charging
 
     def collect(self, now: datetime) -> int:
         """Charge the invoices whose attempt is due, each attempt handed to the provider once."""
+        if self.provider.owns_billing:
+            return 0  # the provider charges and retries its own invoices
         c = invoices.c
         with self.db.read() as conn:
             due = conn.execute(select(c.tenant_id, c.id).where(c.status == "open", c.next_attempt_at <= now)

@@ -24,6 +24,7 @@ class WebhookRejected(Exception):
 class Checkout:
     id: str
     url: str
+    customer: str | None = None  # the provider's customer it is for, once the provider made one
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +39,26 @@ class InvoiceFacts:
 
 @dataclass(frozen=True, slots=True)
 class ProviderSubscription:
-    """A paid plan as the provider holds it."""
+    """A paid plan as the provider holds it.
+
+    The sandbox leaves periods, plan changes and invoices to agentbilling (`owned` False): it
+    reports the first invoice and when Cancel subscription was asked for. Stripe owns them
+    (`owned` True) and reports its status, the moment it ends, its scheduled change and its period.
+    """
 
     id: str
     tenant_id: str
     customer: str
     plan_id: str
-    started_at: datetime
+    started_at: datetime  # the billing cycle anchor
     cancel_requested_at: datetime | None  # Cancel subscription in the portal, unless resumed since
-    first_invoice: InvoiceFacts
+    first_invoice: InvoiceFacts | None
+    status: str = "active"  # the provider's: active, past_due, canceled, incomplete, ...
+    cancel_at: datetime | None = None
+    pending: tuple[str, datetime] | None = None  # (plan id, from when)
+    period_end: datetime | None = None
+    ended_at: datetime | None = None
+    owned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,39 @@ class ChargeState:
     paid_at: datetime | None
     failures: int
     first_failed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceMirror:
+    """An invoice the provider made (Stripe's), as it stands there now."""
+
+    id: str
+    tenant_id: str
+    subscription: str | None
+    kind: str  # first, renewal, proration
+    status: str  # open, paid, void
+    currency: str
+    total: int
+    lines: list[tuple[str, int, int]]  # description, quantity, amount
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+    paid_at: datetime | None
+    attempts: int
+    next_attempt_at: datetime | None
+    failed_at: datetime | None  # when this delivery reports a failed attempt
+
+
+@dataclass(frozen=True, slots=True)
+class DraftRenewal:
+    """A renewal invoice still open to additions: the sessions beyond the included ones go on it."""
+
+    invoice_id: str
+    tenant_id: str
+    customer: str
+    currency: str
+    period_start: datetime  # the period that ended
+    period_end: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +119,15 @@ class Notification:
 
 class PaymentProvider(Protocol):
     name: str
+    owns_billing: bool  # the provider renews, invoices and retries (Stripe); else agentbilling does
 
-    def create_checkout(self, tenant_id: str, plan: Plan, now: datetime, base_url: str) -> Checkout: ...
+    def create_checkout(self, tenant_id: str, plan: Plan, now: datetime, base_url: str,
+                        customer: str | None = None, email: str | None = None) -> Checkout: ...
 
-    def portal_url(self, tenant_id: str, base_url: str) -> str: ...
+    def portal_url(self, tenant_id: str, base_url: str, customer: str | None = None) -> str: ...
+
+    def clock_moved(self, moment: datetime) -> None:
+        """The test clock moved to `moment`: a provider with its own test clocks follows."""
 
     def charge(self, tenant_id: str, invoice_id: str, amount: int, currency: str, attempt: str,
                now: datetime) -> None:

@@ -65,7 +65,9 @@ subscriptions = Table(
     Column("provider", String(16)),
     Column("provider_customer", String(200)),
     Column("provider_subscription", String(200)),
-    Column("billed_until", UTCDateTime),  # the end of the last period invoiced
+    Column("billed_until", UTCDateTime),  # the end of the last period invoiced (Stripe: its period's end)
+    Column("previous_plan_id", String(64)),  # the plan before the last change, and when it changed:
+    Column("plan_changed_at", UTCDateTime),  # a renewal prices the sessions of the period that ended by it
     Column("credit", BigInteger, nullable=False, server_default=text("0")),  # minor units owed to the tenant
     Column("updated_at", UTCDateTime, nullable=False),
     # Bumped by every UPDATE through SQLAlchemy: the admission checks the standing it keeps per

@@ -123,11 +123,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('provider_subscription', sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column('billed_until', agentbilling.storage.types.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('credit', sa.BigInteger(), server_default=sa.text('0'), nullable=False))
+        batch_op.add_column(sa.Column('previous_plan_id', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('plan_changed_at', agentbilling.storage.types.UTCDateTime(timezone=True), nullable=True))
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
+        batch_op.drop_column('plan_changed_at')
+        batch_op.drop_column('previous_plan_id')
         batch_op.drop_column('credit')
         batch_op.drop_column('billed_until')
         batch_op.drop_column('provider_subscription')

@@ -1,0 +1,257 @@
+"""Stripe as the payment provider, through the official SDK.
+
+Who owns what: the subscription is mirrored as a Stripe Subscription, so Stripe charges each
+period, runs its retries, hosts Checkout and the Customer Portal (payment methods, invoices,
+Cancel subscription). Periods follow Stripe's (the billing cycle anchor is the plan's anchor);
+an immediate plan change is a subscription update invoiced at once (`always_invoice`); a change
+for later is a Subscription Schedule whose next phase is the Upcoming subscription. The sessions
+beyond the included ones are added to the renewal invoice while it is a draft (on
+`invoice.created`, before Stripe finalizes it). Stripe's failed payments drive R10, with our own
+grace period on top.
+
+Webhooks are verified with the Stripe-Signature header on the raw body; each names an object
+that is then read from Stripe, so duplicates and any delivery order end in Stripe's latest state.
+With the test clock on, every customer lives on one Stripe test clock that follows ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+
+from agentbilling.domain.errors import Conflict
+from agentbilling.domain.plans import Catalog, Plan
+from agentbilling.service.payments import (
+    ChargeState,
+    Checkout,
+    DraftRenewal,
+    InvoiceMirror,
+    Notification,
+    ProviderSubscription,
+    WebhookRejected,
+)
+
+log = logging.getLogger(__name__)
+
+KIND_OF_REASON = {"subscription_create": "first", "subscription_cycle": "renewal", "subscription_update": "proration"}
+STATUS_OF_INVOICE = {"paid": "paid", "open": "open", "void": "void", "uncollectible": "void"}
+
+
+def _dt(ts: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+def _ts(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+class StripeProvider:
+    name = "stripe"
+    owns_billing = True
+
+    def __init__(self, *, api_key: str, webhook_secret: str, api_base: str | None, catalog: Catalog,
+                 test_clock: bool = False) -> None:
+        options: dict[str, Any] = {"max_network_retries": 2}
+        if api_base:
+            options["base_addresses"] = {"api": api_base.rstrip("/")}
+        self.client = stripe.StripeClient(api_key, **options)
+        self.webhook_secret = webhook_secret
+        self.catalog = catalog
+        self.by_price = {p.provider_price_id: p for p in catalog.values() if p.provider_price_id}
+        self.test_clock = test_clock
+        self._clock_id: str | None = None
+
+    # -- what the service asks of Stripe ----------------------------------------------------
+
+    def create_checkout(self, tenant_id: str, plan: Plan, now: datetime, base_url: str,
+                        customer: str | None = None, email: str | None = None) -> Checkout:
+        if not plan.provider_price_id:
+            raise Conflict(f"The {plan.name} plan has no Stripe price (provider_price_id) in the catalog.")
+        if customer is None:
+            params: dict[str, Any] = {"metadata": {"tenant_id": tenant_id}}
+            if email:
+                params["email"] = email
+            if self.test_clock:
+                params["test_clock"] = self._clock(now)
+            customer = self.client.v1.customers.create(params=params).id
+        meta = {"tenant_id": tenant_id, "plan_id": plan.id}
+        session = self.client.v1.checkout.sessions.create(params={
+            "mode": "subscription", "customer": customer,
+            "line_items": [{"price": plan.provider_price_id, "quantity": 1}],
+            "success_url": f"{base_url}/billing?checkout={{CHECKOUT_SESSION_ID}}", "cancel_url": f"{base_url}/billing",
+            "client_reference_id": tenant_id, "metadata": meta, "subscription_data": {"metadata": meta},
+        })
+        return Checkout(session.id, session.url, customer)
+
+    def portal_url(self, tenant_id: str, base_url: str, customer: str | None = None) -> str:
+        if customer is None:
+            raise Conflict("There is nothing to manage yet: subscribe to a plan first.")
+        return self.client.v1.billing_portal.sessions.create(
+            params={"customer": customer, "return_url": f"{base_url}/billing"}).url
+
+    def change_now(self, subscription_id: str, plan: Plan) -> ProviderSubscription | None:
+        """Immediately: the price switched and the prorated difference invoiced at once."""
+        sub = self.client.v1.subscriptions.retrieve(subscription_id)
+        if sub.schedule:
+            self.client.v1.subscription_schedules.release(sub.schedule)
+        sub = self.client.v1.subscriptions.update(subscription_id, params={
+            "items": [{"id": sub["items"].data[0].id, "price": plan.provider_price_id}],
+            "proration_behavior": "always_invoice"})
+        return self._facts(sub)
+
+    def change_later(self, subscription_id: str, plan: Plan, at: datetime) -> ProviderSubscription | None:
+        """End of the current period / On custom date: a schedule whose second phase is the new plan."""
+        sub = self.client.v1.subscriptions.retrieve(subscription_id)
+        schedule_id = sub.schedule or self.client.v1.subscription_schedules.create(
+            params={"from_subscription": subscription_id}).id
+        current = self.client.v1.subscription_schedules.retrieve(schedule_id).phases[0]
+        price = sub["items"].data[0].price.id
+        self.client.v1.subscription_schedules.update(schedule_id, params={"end_behavior": "release", "phases": [
+            {"items": [{"price": price}], "start_date": current.start_date, "end_date": _ts(at)},
+            {"items": [{"price": plan.provider_price_id}], "iterations": 1},
+        ]})
+        return self.subscription(subscription_id)
+
+    def cancel_change(self, subscription_id: str) -> ProviderSubscription | None:
+        sub = self.client.v1.subscriptions.retrieve(subscription_id)
+        if sub.schedule:
+            self.client.v1.subscription_schedules.release(sub.schedule)
+        return self.subscription(subscription_id)
+
+    def end_now(self, subscription_id: str) -> None:
+        """A plan that ended unpaid (R10): Stripe stops charging it."""
+        try:
+            self.client.v1.subscriptions.cancel(subscription_id)
+        except stripe.InvalidRequestError as err:  # already canceled
+            log.info("stripe: %s not canceled: %s", subscription_id, err.user_message)
+
+    def add_overage(self, draft: DraftRenewal, amount: int, description: str) -> None:
+        self.client.v1.invoice_items.create(
+            params={"customer": draft.customer, "invoice": draft.invoice_id, "amount": amount,
+                    "currency": draft.currency, "description": description},
+            options={"idempotency_key": f"overage-{draft.invoice_id}"})
+
+    def charge(self, tenant_id: str, invoice_id: str, amount: int, currency: str, attempt: str,
+               now: datetime) -> None:
+        raise AssertionError("Stripe charges its own invoices")
+
+    def deliver_pending(self) -> int:
+        return 0  # Stripe delivers its own events
+
+    def clock_moved(self, moment: datetime) -> None:
+        """The test clock moved: Stripe's follows, and this returns once it is ready (its events applied)."""
+        if not self.test_clock or self._clock_id is None:
+            return
+        clock = self.client.v1.test_helpers.test_clocks.retrieve(self._clock_id)
+        if clock.frozen_time >= _ts(moment):
+            return
+        self.client.v1.test_helpers.test_clocks.advance(self._clock_id, params={"frozen_time": _ts(moment)})
+        deadline = time.monotonic() + 120
+        while self.client.v1.test_helpers.test_clocks.retrieve(self._clock_id).status != "ready":
+            if time.monotonic() > deadline:
+                raise TimeoutError("Stripe's test clock did not become ready")
+            time.sleep(0.02)
+
+    def _clock(self, now: datetime) -> str:
+        if self._clock_id is None:
+            self._clock_id = self.client.v1.test_helpers.test_clocks.create(
+                params={"frozen_time": _ts(now), "name": "agentbilling"}).id
+        return self._clock_id
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> Notification:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        try:
+            event = stripe.Webhook.construct_event(body, lowered.get("stripe-signature", ""), self.webhook_secret)
+        except (stripe.SignatureVerificationError, ValueError) as err:
+            raise WebhookRejected(str(err) or "bad signature") from None
+        obj = event["data"]["object"]
+        kind = event["type"]
+        subscription = invoice = None
+        if kind == "checkout.session.completed":
+            subscription = obj.get("subscription")
+        elif kind.startswith("customer.subscription."):
+            subscription = obj.get("id")
+        elif kind.startswith("subscription_schedule."):
+            subscription = obj.get("subscription") or obj.get("released_subscription")
+        elif kind.startswith("invoice."):
+            invoice = obj.get("id")
+        return Notification(id=event["id"], type=kind, tenant_id=(obj.get("metadata") or {}).get("tenant_id"),
+                            subscription=subscription, invoice=invoice, raw=event)
+
+    def subscription(self, subscription_id: str) -> ProviderSubscription | None:
+        try:
+            sub = self.client.v1.subscriptions.retrieve(subscription_id)
+        except stripe.InvalidRequestError:
+            return None
+        return self._facts(sub)
+
+    def _facts(self, sub: Any) -> ProviderSubscription | None:
+        tenant_id = (sub.metadata or {}).get("tenant_id")
+        item = sub["items"].data[0]
+        plan = self.by_price.get(item.price.id)
+        if tenant_id is None or plan is None:
+            log.warning("stripe: subscription %s is not one of ours (tenant %r, price %r)", sub.id, tenant_id,
+                        item.price.id)
+            return None
+        period_end = _dt(item.get("current_period_end") or sub.get("current_period_end"))
+        cancel_at = _dt(sub.cancel_at) if sub.cancel_at else (period_end if sub.cancel_at_period_end else None)
+        pending = None
+        if sub.schedule:
+            schedule = self.client.v1.subscription_schedules.retrieve(sub.schedule)
+            current = schedule.get("current_phase")
+            later = [p for p in schedule.phases if current and p.start_date >= current["end_date"]]
+            if schedule.status == "active" and later and later[0]["items"][0]["price"] != item.price.id:
+                nxt = self.by_price.get(later[0]["items"][0]["price"])
+                if nxt is not None:
+                    pending = (nxt.id, _dt(later[0].start_date))
+        return ProviderSubscription(
+            id=sub.id, tenant_id=tenant_id, customer=sub.customer, plan_id=plan.id,
+            started_at=_dt(sub.billing_cycle_anchor), cancel_requested_at=None, first_invoice=None,
+            status=sub.status, cancel_at=cancel_at, pending=pending, period_end=period_end,
+            ended_at=_dt(sub.ended_at), owned=True,
+        )
+
+    def invoice_facts(self, invoice_id: str, event_type: str, event_created: int) -> InvoiceMirror | DraftRenewal | None:
+        try:
+            inv = self.client.v1.invoices.retrieve(invoice_id)
+        except stripe.InvalidRequestError:
+            return None
+        sub_id = inv.get("subscription")
+        parent = inv.get("parent") or {}
+        details = (parent.get("subscription_details") or {}) if parent else {}
+        tenant_id = (details.get("metadata") or {}).get("tenant_id")
+        sub_id = sub_id or details.get("subscription")
+        if tenant_id is None and sub_id:
+            facts = self.subscription(sub_id)
+            tenant_id = facts.tenant_id if facts else None
+        if tenant_id is None:
+            return None
+        if inv.status == "draft":
+            if event_type == "invoice.created" and inv.billing_reason == "subscription_cycle":
+                return DraftRenewal(inv.id, tenant_id, inv.customer, inv.currency, _dt(inv.period_start),
+                                    _dt(inv.period_end))
+            return None
+        lines = [(line.description or "", line.quantity or 1, line.amount) for line in inv.lines.data]
+        first_line = inv.lines.data[0] if inv.lines.data else None
+        start, end = _dt(inv.period_start), _dt(inv.period_end)
+        if inv.billing_reason == "subscription_cycle" and first_line is not None:
+            end = _dt(first_line.period.end)  # the period that ended, and the one it pays for
+        transitions = inv.get("status_transitions") or {}
+        return InvoiceMirror(
+            id=inv.id, tenant_id=tenant_id, subscription=sub_id, kind=KIND_OF_REASON.get(inv.billing_reason, "other"),
+            status=STATUS_OF_INVOICE.get(inv.status, "open"), currency=inv.currency.upper(), total=inv.total,
+            lines=lines, period_start=start, period_end=end, created_at=_dt(inv.created),
+            paid_at=_dt(transitions.get("paid_at")), attempts=inv.attempt_count or 0,
+            next_attempt_at=_dt(inv.next_payment_attempt),
+            failed_at=_dt(event_created) if event_type == "invoice.payment_failed" else None,
+        )
+
+    def charge_state(self, invoice_id: str) -> ChargeState | None:
+        return None  # Stripe's invoices are mirrored whole (`invoice_facts`)
