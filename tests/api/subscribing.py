@@ -17,21 +17,30 @@ CARD_DECLINED = "4000000000000002"
 
 PAYMENT_OVERDUE = "Your payment is overdue and the grace period has expired."
 
-# Limits small enough to reach over HTTP in a test.
+# Limits small enough to reach over HTTP in a test; the Stripe stand-in gets the same prices.
 PLANS = {"plans": [
     {"id": "mini", "name": "Mini", "price": {"amount": 1000, "currency": "USD"}, "included_sessions": 2,
-     "overage_price": {"amount": 100, "currency": "USD"}, "base_session_limit": 3, "max_session_limit": 10},
+     "overage_price": {"amount": 100, "currency": "USD"}, "base_session_limit": 3, "max_session_limit": 10, "provider_price_id": "price_mini"},
     {"id": "maxi", "name": "Maxi", "price": {"amount": 3000, "currency": "USD"}, "included_sessions": 5,
-     "overage_price": {"amount": 50, "currency": "USD"}, "base_session_limit": 6, "max_session_limit": 20},
+     "overage_price": {"amount": 50, "currency": "USD"}, "base_session_limit": 6, "max_session_limit": 20,
+     "provider_price_id": "price_maxi"},
     {"id": "reach", "name": "Reach", "price": {"amount": 2000, "currency": "USD"}, "included_sessions": 4,
      "overage_price": {"amount": 50, "currency": "USD"}, "base_session_limit": 8, "max_session_limit": 8,
-     "tags": ["Answered only"]},
+     "tags": ["Answered only"], "provider_price_id": "price_reach"},
     {"id": "euro", "name": "Euro", "price": {"amount": 900, "currency": "EUR"}, "included_sessions": 2,
-     "base_session_limit": 3, "max_session_limit": 10},
+     "base_session_limit": 3, "max_session_limit": 10, "provider_price_id": "price_euro"},
     {"id": "vip", "name": "VIP", "price": {"amount": 500, "currency": "USD"}, "base_session_limit": 3,
      "max_session_limit": 3, "available_to": ["someone-else"]},
     {"id": "enterprise", "name": "Enterprise", "enterprise": True},
 ]}
+
+
+STRIPE_PRICES = [
+    {"id": "price_mini", "unit_amount": 1000, "product_name": "Mini"},
+    {"id": "price_maxi", "unit_amount": 3000, "product_name": "Maxi"},
+    {"id": "price_reach", "unit_amount": 2000, "product_name": "Reach"},
+    {"id": "price_euro", "unit_amount": 900, "currency": "eur", "product_name": "Euro"},
+]
 
 
 def plans_file(folder: Path) -> str:

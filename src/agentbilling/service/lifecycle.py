@@ -353,7 +353,7 @@ class Lifecycle:
         priced by the plan that period ran on."""
         with self.db.read() as conn:
             sub, row = self._load(conn, draft.tenant_id, now)
-            if sub.anchor is None or row["provider_subscription"] is None:
+            if sub.status is not Status.ACTIVE or sub.anchor is None or row["provider_subscription"] is None:
                 return
             ended = period_at(sub.anchor, draft.period_end - US)
             plan = sub.plan
@@ -429,9 +429,9 @@ class Lifecycle:
                      row: Mapping[str, Any]) -> tuple[Subscription, dict[str, Any]]:
         """The provider's subscription (Stripe's) as ours: its plan, scheduled change, cancellation
         and end; our own derivations (grace, lapse) stay on top."""
-        extra: dict[str, Any] = {"billed_until": ps.period_end}
         if sub.status is not Status.ACTIVE:
-            return sub, extra  # ended here already (unpaid at its period's end, or cancelled)
+            return sub, {}  # ended here already (unpaid at its period's end, or cancelled)
+        extra: dict[str, Any] = {"billed_until": ps.period_end}
         plan = self.catalog.get(ps.plan_id)
         if plan is not None and sub.plan is not None and plan.id != sub.plan.id:
             extra.update(previous_plan_id=sub.plan.id, plan_changed_at=now)
@@ -494,6 +494,8 @@ class Lifecycle:
             ))).scalars().all()
         for tenant_id in tenants:
             self._advance_tenant(tenant_id, now)
+        if self.provider.owns_billing:
+            self._end_lapsed_at_provider()
         self.collect(now)
 
     def _advance_tenant(self, tenant_id: str, now: datetime) -> None:
@@ -524,16 +526,24 @@ class Lifecycle:
                                   row["provider_subscription"], to_charge=True)
                 billed_until = new.end
             sub = at(stored, now)
-            end_at_provider = None
             if sub.status is not Status.ACTIVE:
                 # Ended (cancelled or unpaid): nothing more is charged for it.
                 conn.execute(update(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.status == "open")
                              .values(status="void", next_attempt_at=None))
-                if self.provider.owns_billing and sub.status is Status.EXPIRED:
-                    end_at_provider = row["provider_subscription"]
             self._save(conn, sub, now, billed_until=billed_until, credit=credit)
-        if end_at_provider:
-            self.provider.end_now(end_at_provider)  # unpaid at its period's end: the provider stops charging
+
+    def _end_lapsed_at_provider(self) -> None:
+        """A plan that ended unpaid (R10) is ended at a provider that renews by itself, so that it
+        stops charging; once (billed_until is cleared when done)."""
+        c = subscriptions.c
+        with self.db.read() as conn:
+            lapsed = conn.execute(select(c.tenant_id, c.provider_subscription).where(
+                c.status == Status.EXPIRED.value, c.provider == self.provider.name,
+                c.provider_subscription.is_not(None), c.billed_until.is_not(None))).all()
+        for tenant_id, provider_subscription in lapsed:
+            self.provider.end_now(provider_subscription)
+            with self.db.write() as conn:
+                conn.execute(update(subscriptions).where(c.tenant_id == tenant_id).values(billed_until=None))
 
     def collect(self, now: datetime) -> int:
         """Charge the invoices whose attempt is due, each attempt handed to the provider once."""

@@ -16,6 +16,7 @@ With the test clock on, every customer lives on one Stripe test clock that follo
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -96,31 +97,31 @@ class StripeProvider:
 
     def change_now(self, subscription_id: str, plan: Plan) -> ProviderSubscription | None:
         """Immediately: the price switched and the prorated difference invoiced at once."""
-        sub = self.client.v1.subscriptions.retrieve(subscription_id)
-        if sub.schedule:
-            self.client.v1.subscription_schedules.release(sub.schedule)
-        sub = self.client.v1.subscriptions.update(subscription_id, params={
-            "items": [{"id": sub["items"].data[0].id, "price": plan.provider_price_id}],
+        sub = self.client.v1.subscriptions.retrieve(subscription_id).to_dict()
+        if sub.get("schedule"):
+            self.client.v1.subscription_schedules.release(sub["schedule"])
+        updated = self.client.v1.subscriptions.update(subscription_id, params={
+            "items": [{"id": sub["items"]["data"][0]["id"], "price": plan.provider_price_id}],
             "proration_behavior": "always_invoice"})
-        return self._facts(sub)
+        return self._facts(updated)
 
     def change_later(self, subscription_id: str, plan: Plan, at: datetime) -> ProviderSubscription | None:
         """End of the current period / On custom date: a schedule whose second phase is the new plan."""
-        sub = self.client.v1.subscriptions.retrieve(subscription_id)
-        schedule_id = sub.schedule or self.client.v1.subscription_schedules.create(
+        sub = self.client.v1.subscriptions.retrieve(subscription_id).to_dict()
+        schedule_id = sub.get("schedule") or self.client.v1.subscription_schedules.create(
             params={"from_subscription": subscription_id}).id
-        current = self.client.v1.subscription_schedules.retrieve(schedule_id).phases[0]
-        price = sub["items"].data[0].price.id
+        current = self.client.v1.subscription_schedules.retrieve(schedule_id).to_dict()["phases"][0]
+        price = sub["items"]["data"][0]["price"]["id"]
         self.client.v1.subscription_schedules.update(schedule_id, params={"end_behavior": "release", "phases": [
-            {"items": [{"price": price}], "start_date": current.start_date, "end_date": _ts(at)},
+            {"items": [{"price": price}], "start_date": current["start_date"], "end_date": _ts(at)},
             {"items": [{"price": plan.provider_price_id}], "iterations": 1},
         ]})
         return self.subscription(subscription_id)
 
     def cancel_change(self, subscription_id: str) -> ProviderSubscription | None:
-        sub = self.client.v1.subscriptions.retrieve(subscription_id)
-        if sub.schedule:
-            self.client.v1.subscription_schedules.release(sub.schedule)
+        schedule = self.client.v1.subscriptions.retrieve(subscription_id).to_dict().get("schedule")
+        if schedule:
+            self.client.v1.subscription_schedules.release(schedule)
         return self.subscription(subscription_id)
 
     def end_now(self, subscription_id: str) -> None:
@@ -171,6 +172,7 @@ class StripeProvider:
             event = stripe.Webhook.construct_event(body, lowered.get("stripe-signature", ""), self.webhook_secret)
         except (stripe.SignatureVerificationError, ValueError) as err:
             raise WebhookRejected(str(err) or "bad signature") from None
+        event = json.loads(body)  # verified; plain dicts from here
         obj = event["data"]["object"]
         kind = event["type"]
         subscription = invoice = None
@@ -192,64 +194,65 @@ class StripeProvider:
             return None
         return self._facts(sub)
 
-    def _facts(self, sub: Any) -> ProviderSubscription | None:
-        tenant_id = (sub.metadata or {}).get("tenant_id")
-        item = sub["items"].data[0]
-        plan = self.by_price.get(item.price.id)
+    def _facts(self, obj: Any) -> ProviderSubscription | None:
+        sub = obj.to_dict()
+        tenant_id = (sub.get("metadata") or {}).get("tenant_id")
+        item = sub["items"]["data"][0]
+        price_id = item["price"]["id"]
+        plan = self.by_price.get(price_id)
         if tenant_id is None or plan is None:
-            log.warning("stripe: subscription %s is not one of ours (tenant %r, price %r)", sub.id, tenant_id,
-                        item.price.id)
+            log.warning("stripe: subscription %s is not one of ours (tenant %r, price %r)", sub["id"], tenant_id,
+                        price_id)
             return None
         period_end = _dt(item.get("current_period_end") or sub.get("current_period_end"))
-        cancel_at = _dt(sub.cancel_at) if sub.cancel_at else (period_end if sub.cancel_at_period_end else None)
+        cancel_at = _dt(sub["cancel_at"]) if sub.get("cancel_at") else (
+            period_end if sub.get("cancel_at_period_end") else None)
         pending = None
-        if sub.schedule:
-            schedule = self.client.v1.subscription_schedules.retrieve(sub.schedule)
+        if sub.get("schedule"):
+            schedule = self.client.v1.subscription_schedules.retrieve(sub["schedule"]).to_dict()
             current = schedule.get("current_phase")
-            later = [p for p in schedule.phases if current and p.start_date >= current["end_date"]]
-            if schedule.status == "active" and later and later[0]["items"][0]["price"] != item.price.id:
+            later = [p for p in schedule["phases"] if current and p["start_date"] >= current["end_date"]]
+            if schedule["status"] == "active" and later and later[0]["items"][0]["price"] != price_id:
                 nxt = self.by_price.get(later[0]["items"][0]["price"])
                 if nxt is not None:
-                    pending = (nxt.id, _dt(later[0].start_date))
+                    pending = (nxt.id, _dt(later[0]["start_date"]))
         return ProviderSubscription(
-            id=sub.id, tenant_id=tenant_id, customer=sub.customer, plan_id=plan.id,
-            started_at=_dt(sub.billing_cycle_anchor), cancel_requested_at=None, first_invoice=None,
-            status=sub.status, cancel_at=cancel_at, pending=pending, period_end=period_end,
-            ended_at=_dt(sub.ended_at), owned=True,
+            id=sub["id"], tenant_id=tenant_id, customer=sub["customer"], plan_id=plan.id,
+            started_at=_dt(sub["billing_cycle_anchor"]), cancel_requested_at=None, first_invoice=None,
+            status=sub["status"], cancel_at=cancel_at, pending=pending, period_end=period_end,
+            ended_at=_dt(sub.get("ended_at")), owned=True,
         )
 
     def invoice_facts(self, invoice_id: str, event_type: str, event_created: int) -> InvoiceMirror | DraftRenewal | None:
         try:
-            inv = self.client.v1.invoices.retrieve(invoice_id)
+            inv = self.client.v1.invoices.retrieve(invoice_id).to_dict()
         except stripe.InvalidRequestError:
             return None
-        sub_id = inv.get("subscription")
-        parent = inv.get("parent") or {}
-        details = (parent.get("subscription_details") or {}) if parent else {}
+        details = ((inv.get("parent") or {}).get("subscription_details")) or {}
+        sub_id = inv.get("subscription") or details.get("subscription")
         tenant_id = (details.get("metadata") or {}).get("tenant_id")
-        sub_id = sub_id or details.get("subscription")
         if tenant_id is None and sub_id:
             facts = self.subscription(sub_id)
             tenant_id = facts.tenant_id if facts else None
         if tenant_id is None:
             return None
-        if inv.status == "draft":
-            if event_type == "invoice.created" and inv.billing_reason == "subscription_cycle":
-                return DraftRenewal(inv.id, tenant_id, inv.customer, inv.currency, _dt(inv.period_start),
-                                    _dt(inv.period_end))
+        if inv["status"] == "draft":
+            if event_type == "invoice.created" and inv.get("billing_reason") == "subscription_cycle":
+                return DraftRenewal(inv["id"], tenant_id, inv["customer"], inv["currency"], _dt(inv["period_start"]),
+                                    _dt(inv["period_end"]))
             return None
-        lines = [(line.description or "", line.quantity or 1, line.amount) for line in inv.lines.data]
-        first_line = inv.lines.data[0] if inv.lines.data else None
-        start, end = _dt(inv.period_start), _dt(inv.period_end)
-        if inv.billing_reason == "subscription_cycle" and first_line is not None:
-            end = _dt(first_line.period.end)  # the period that ended, and the one it pays for
-        transitions = inv.get("status_transitions") or {}
+        data = inv["lines"]["data"]
+        start, end = _dt(inv["period_start"]), _dt(inv["period_end"])
+        if inv.get("billing_reason") == "subscription_cycle" and data:
+            end = _dt(data[0]["period"]["end"])  # the period that ended, and the one it pays for
         return InvoiceMirror(
-            id=inv.id, tenant_id=tenant_id, subscription=sub_id, kind=KIND_OF_REASON.get(inv.billing_reason, "other"),
-            status=STATUS_OF_INVOICE.get(inv.status, "open"), currency=inv.currency.upper(), total=inv.total,
-            lines=lines, period_start=start, period_end=end, created_at=_dt(inv.created),
-            paid_at=_dt(transitions.get("paid_at")), attempts=inv.attempt_count or 0,
-            next_attempt_at=_dt(inv.next_payment_attempt),
+            id=inv["id"], tenant_id=tenant_id, subscription=sub_id,
+            kind=KIND_OF_REASON.get(inv.get("billing_reason") or "", "other"),
+            status=STATUS_OF_INVOICE.get(inv["status"], "open"), currency=inv["currency"].upper(), total=inv["total"],
+            lines=[(x.get("description") or "", x.get("quantity") or 1, x["amount"]) for x in data],
+            period_start=start, period_end=end, created_at=_dt(inv["created"]),
+            paid_at=_dt((inv.get("status_transitions") or {}).get("paid_at")), attempts=inv.get("attempt_count") or 0,
+            next_attempt_at=_dt(inv.get("next_payment_attempt")),
             failed_at=_dt(event_created) if event_type == "invoice.payment_failed" else None,
         )
 

@@ -1,0 +1,254 @@
+"""The same lifecycles with AGENTBILLING_PAYMENT_PROVIDER=stripe: the official SDK against the
+local Stripe stand-in (tests/stripe_standin), whose webhooks, signed with Stripe's scheme, reach
+the service served by a real uvicorn. Stripe charges, renews and retries; agentbilling mirrors it,
+adds the sessions beyond the included to each renewal while it is a draft, and runs the grace
+period on top. The test clock moves Stripe's test clock with it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from agentbilling.api.app import create_app
+from agentbilling.clock import TestClock
+from agentbilling.service.facade import Billing, connect
+from agentbilling.settings import Settings
+from agentbilling.storage.tables import subscriptions
+from tests.api.subscribing import (
+    CARD_CHARGES_FAIL,
+    CARD_DECLINED,
+    CARD_OK,
+    PAYMENT_OVERDUE,
+    STRIPE_PRICES,
+    admitted,
+    badges,
+    change_plan,
+    checkout,
+    fill,
+    invoices,
+    plans_file,
+    refused,
+)
+from tests.api.support import LIMIT_REACHED, SUBSCRIPTION_ENDED, assert_problem, card, view
+from tests.conftest import OPERATOR_KEY, START, LiveServer
+from tests.helpers import TenantAccess, advance, setup_tenant
+from tests.stripe_standin import StripeStandin
+
+SECRET = "whsec_stripe_test_secret"
+FEB_28 = "2026-02-28T09:00:00Z"
+MAR_31 = "2026-03-31T09:00:00Z"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def standin() -> Iterator[StripeStandin]:
+    with StripeStandin(webhook_url=None, webhook_secret=SECRET, start_time=START, prices=STRIPE_PRICES) as s:
+        yield s
+
+
+@pytest.fixture
+def billing(database_url: str, tmp_path, standin: StripeStandin) -> Iterator[Billing]:
+    settings = Settings(database_url=database_url, operator_key=OPERATOR_KEY, secret_key="test-secret-key",
+                        test_clock=True, plans_file=plans_file(tmp_path), payment_provider="stripe",
+                        stripe_api_key="sk_test_agentbilling", stripe_webhook_secret=SECRET,
+                        stripe_api_base=standin.url)
+    service = connect(settings, clock=TestClock(START), upgrade=False)
+    yield service
+    service.close()
+
+
+@pytest.fixture
+def client(billing: Billing, standin: StripeStandin) -> Iterator[httpx.Client]:
+    with LiveServer(create_app(billing)) as server:
+        standin.set_webhook(f"{server.url}/v1/webhooks/stripe", SECRET)
+        with httpx.Client(base_url=server.url, timeout=60) as c:
+            yield c
+
+
+@pytest.fixture
+def acme(client) -> TenantAccess:
+    return setup_tenant(client, "acme")
+
+
+def customer_of(billing: Billing, tenant_id: str) -> str:
+    with billing.db.read() as conn:
+        return conn.execute(select(subscriptions.c.provider_customer)
+                            .where(subscriptions.c.tenant_id == tenant_id)).scalar_one()
+
+
+def subscribe(client, standin: StripeStandin, access: TenantAccess, plan_id: str, card_number: str = CARD_OK):
+    r = checkout(client, access, plan_id)
+    assert r.status_code == 200, r.text
+    co = r.json()
+    assert co["url"] == f"{standin.url}/checkout/{co['id']}"  # Stripe's hosted Checkout page
+    standin.complete_checkout(co["id"], card_number)  # answers once its webhooks were answered
+    return view(client, access)
+
+
+# -- subscribe --------------------------------------------------------------------------------
+
+
+def test_checkout_through_stripe_starts_the_plan_and_its_first_invoice_is_mirrored(client, standin, acme):
+    v = subscribe(client, standin, acme, "mini")
+    (c,) = v["cards"]
+    assert (c["badge"], c["plan"]["id"], c["next_billing_date"]) == ("Active subscription", "mini", "2026-02-28")
+    (inv,) = invoices(client, acme)
+    assert (inv["kind"], inv["status"], inv["total"]) == ("first", "paid", {"amount": 1000, "currency": "USD"})
+    r = client.post("/v1/billing/portal", headers=acme.owner_headers)
+    assert r.status_code == 200 and r.json()["url"].startswith(f"{standin.url}/portal/")
+
+
+def test_a_declined_card_at_stripe_checkout_changes_nothing(client, standin, acme):
+    co = checkout(client, acme, "mini").json()
+    for number in (CARD_DECLINED, CARD_CHARGES_FAIL):
+        with pytest.raises(Exception, match="declined"):
+            standin.complete_checkout(co["id"], number)
+    assert card(client, acme)["badge"] == "Trial subscription"
+    assert invoices(client, acme) == []
+
+
+# -- plan changes ----------------------------------------------------------------------------
+
+
+def test_an_immediate_upgrade_at_the_limit_admits_at_once_and_stripe_invoices_the_difference(client, standin, acme):
+    subscribe(client, standin, acme, "mini")
+    fill(client, acme, "s", 3)
+    refused(client, acme, "stopped", "session-limit-reached", LIMIT_REACHED)
+    advance(client, seconds=14 * 86400)
+    r = change_plan(client, acme, "maxi", "immediately")
+    assert r.status_code == 200, r.text
+    assert r.json()["cards"][0]["plan"]["id"] == "maxi" and r.json()["session_limit"]["limit"] == 6
+    admitted(client, acme, "stopped")
+    standin.wait_for_webhooks()
+    proration = invoices(client, acme)[0]
+    assert (proration["kind"], proration["status"], proration["total"]["amount"]) == ("proration", "paid", 1000)
+
+
+def test_a_downgrade_at_the_end_of_the_period_is_a_schedule_shown_as_upcoming(client, standin, acme):
+    subscribe(client, standin, acme, "maxi")
+    r = change_plan(client, acme, "mini", "end_of_period")
+    assert r.status_code == 200, r.text
+    current, upcoming = r.json()["cards"]
+    assert (current["plan"]["id"], upcoming["badge"], upcoming["plan"]["id"], upcoming["starts_on"]) == (
+        "maxi", "Upcoming subscription", "mini", "2026-02-28")
+    advance(client, to=FEB_28)
+    assert badges(client, acme) == ["Active subscription"]
+    assert card(client, acme)["plan"]["id"] == "mini" and view(client, acme)["session_limit"]["limit"] == 3
+    renewal = invoices(client, acme)[0]
+    assert (renewal["kind"], renewal["status"], renewal["total"]["amount"]) == ("renewal", "paid", 1000)
+
+
+def test_a_change_on_a_custom_date_and_cancel_scheduled_plan(client, standin, acme):
+    subscribe(client, standin, acme, "mini")
+    assert change_plan(client, acme, "maxi", "custom_date", "2026-02-10").status_code == 200
+    assert view(client, acme)["cards"][1]["starts_on"] == "2026-02-10"
+    r = client.delete("/v1/billing/plan-change", headers=acme.owner_headers)
+    assert r.status_code == 200, r.text
+    assert badges(client, acme) == ["Active subscription"]
+    assert change_plan(client, acme, "maxi", "custom_date", "2026-02-12").status_code == 200
+    advance(client, to="2026-02-12T00:00:00Z")
+    assert badges(client, acme) == ["Active subscription"]
+    assert card(client, acme)["plan"]["id"] == "maxi"
+
+
+# -- renewal, overage and failed payments ------------------------------------------------------
+
+
+def test_the_renewal_takes_the_sessions_beyond_the_included_before_stripe_finalizes_it(client, standin, acme):
+    subscribe(client, standin, acme, "mini")
+    fill(client, acme, "s", 3)  # 1 beyond the 2 included, at $1.00
+    advance(client, to=FEB_28)
+    renewal = invoices(client, acme)[0]
+    assert (renewal["kind"], renewal["status"], renewal["total"]["amount"]) == ("renewal", "paid", 1100)
+    assert "1 sessions beyond the 2 included" in [x["description"] for x in renewal["lines"]]
+    assert card(client, acme)["sessions_count"] == 0
+
+
+def test_a_failed_renewal_at_stripe_gives_grace_then_overdue_then_a_new_card_pays(client, standin, billing, acme):
+    subscribe(client, standin, acme, "mini")
+    customer = customer_of(billing, "acme")
+    standin.add_card(customer, CARD_CHARGES_FAIL)
+    advance(client, to=FEB_28)
+    v = view(client, acme)
+    assert [c["badge"] for c in v["cards"]] == ["Payment issue"]
+    assert v["banners"][0]["title"] == "Payment pending"
+    admitted(client, acme, "in-grace")
+    advance(client, to="2026-03-07T08:59:59Z")  # Stripe retried on days 3 and 5
+    assert invoices(client, acme)[0]["attempts"] == 3
+    admitted(client, acme, "still-in-grace")
+    advance(client, to="2026-03-07T09:00:00Z")
+    refused(client, acme, "overdue", "payment-overdue", PAYMENT_OVERDUE)
+    assert badges(client, acme) == ["Payment issue"]
+    standin.add_card(customer, CARD_OK)  # Stripe retries the open invoice at once
+    assert badges(client, acme) == ["Active subscription"]
+    assert invoices(client, acme)[0]["status"] == "paid"
+    admitted(client, acme, "overdue")
+
+
+def test_unpaid_when_its_period_ends_it_expires_and_stripe_stops_charging(client, standin, billing, acme):
+    subscribe(client, standin, acme, "mini")
+    standin.add_card(customer_of(billing, "acme"), CARD_CHARGES_FAIL)
+    advance(client, to=MAR_31)
+    assert badges(client, acme) == ["Expired subscription"]
+    refused(client, acme, "after", "subscription-ended", SUBSCRIPTION_ENDED)
+    subs = standin.client().v1.subscriptions.list(params={"customer": customer_of(billing, "acme"), "status": "all"})
+    assert [s.status for s in subs.data] == ["canceled"]
+
+
+# -- cancel ----------------------------------------------------------------------------------
+
+
+def test_cancel_in_stripes_portal_runs_to_the_period_end_then_only_a_new_subscription(client, standin, billing, acme):
+    subscribe(client, standin, acme, "mini")
+    change_plan(client, acme, "maxi", "end_of_period")
+    standin.portal_cancel(customer_of(billing, "acme"))  # releases the schedule, cancels at period end
+    c = card(client, acme)
+    assert (c["badge"], c["expires_on"]) == ("Canceled subscription", FEB_28)
+    assert badges(client, acme) == ["Canceled subscription"]  # the pending change is dropped
+    admitted(client, acme, "before-end")
+    advance(client, to=FEB_28)
+    refused(client, acme, "after-end", "subscription-ended", SUBSCRIPTION_ENDED)
+    c = card(client, acme)
+    assert (c["badge"], c["expires_on"]) == ("Canceled subscription", FEB_28)
+    subscribe(client, standin, acme, "maxi")
+    assert badges(client, acme) == ["Active subscription"]
+    admitted(client, acme, "after-end")
+
+
+def test_resume_in_stripes_portal(client, standin, billing, acme):
+    subscribe(client, standin, acme, "mini")
+    standin.portal_cancel(customer_of(billing, "acme"))
+    standin.portal_resume(customer_of(billing, "acme"))
+    assert badges(client, acme) == ["Active subscription"]
+    advance(client, to=FEB_28)
+    assert badges(client, acme) == ["Active subscription"]
+
+
+# -- webhooks -----------------------------------------------------------------------------------
+
+
+def test_a_stripe_event_with_a_bad_signature_is_refused(client, standin, acme):
+    subscribe(client, standin, acme, "mini")
+    event = standin.events("checkout.session.completed")[0]
+    body = httpx.Response(200, json=event).content
+    r = client.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": "t=1,v1=deadbeef"})
+    assert_problem(r, 400, "invalid-signature")
+    assert_problem(client.post("/v1/webhooks/sandbox", content=body), 404)  # not this deployment's provider
+
+
+def test_stripe_redeliveries_are_duplicates_and_change_nothing(client, standin, acme):
+    subscribe(client, standin, acme, "mini")
+    before = (view(client, acme), invoices(client, acme))
+    for event in standin.events():
+        entry = standin.redeliver(event["id"])
+        assert entry["status"] == "delivered", entry
+    assert (view(client, acme), invoices(client, acme)) == before
+
+
+def test_the_sandbox_automation_is_off_with_stripe(client, acme):
+    r = client.post("/v1/sandbox/tenants/acme/cancel", headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
+    assert_problem(r, 404)
