@@ -40,26 +40,58 @@ def _connect(settings: Settings):
         raise typer.Exit(2) from None
 
 
-def _serve(service, host: str, port: int) -> None:
+def _serve(service, host: str, port: int, worker: bool = True) -> None:
     import uvicorn
 
     from agentbilling.api.app import create_app
+    from agentbilling.service.worker import Worker
 
-    uvicorn.run(create_app(service), host=host, port=port, log_level="info", access_log=False)
+    background = Worker(service, service.settings.worker_interval).start() if worker else None
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level="info", access_log=False)
+    finally:
+        if background is not None:
+            background.stop()
 
 
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
+    worker: bool = typer.Option(True, help="Run a worker in this process (renewals, charges, due changes)."),
 ) -> None:
-    """Migrate the database, then serve the API and the Billing tab."""
+    """Migrate the database, then serve the API, the Billing tab and (unless --no-worker) a worker."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
     if not settings.public_url:
         settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
     typer.echo(f"agentbilling: database {make_url(settings.database_url).render_as_string()}")
-    _serve(_connect(settings), host, port)
+    _serve(_connect(settings), host, port, worker)
+
+
+@app.command("worker")
+def worker_command(
+    once: bool = typer.Option(False, help="One pass, then exit."),
+) -> None:
+    """Apply what comes due (renewals, charges, scheduled changes), pass after pass, every
+    AGENTBILLING_WORKER_INTERVAL seconds. Several may run on one PostgreSQL database."""
+    from agentbilling.service.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    service = _connect(settings)
+    worker = Worker(service, settings.worker_interval)
+    typer.echo(f"agentbilling worker: database {make_url(settings.database_url).render_as_string()}, "
+               f"a pass every {settings.worker_interval:g}s" + (" (once)" if once else ""))
+    try:
+        if once:
+            worker.run_once()
+        else:
+            worker.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
 
 
 def _demo_secrets(settings: Settings) -> dict[str, str]:
@@ -113,6 +145,9 @@ def demo(
                "\"direction\":\"inbound\"}'")
     typer.echo(f"  curl -s {base}/v1/admission -H 'Authorization: Bearer {key}'")
     typer.echo(f"  curl -s {base}/v1/billing -H 'Authorization: Bearer {token}'")
+    typer.echo(f"  curl -s -X POST {base}/v1/billing/checkout -H 'Authorization: Bearer {token}' \\\n"
+               "       -H 'Content-Type: application/json' -d '{\"plan_id\":\"starter\"}'"
+               "   # then open its url and pay with 4242 4242 4242 4242")
     typer.echo(f"  curl -s {base}/v1/plans -H 'Authorization: Bearer {settings.operator_key}'\n")
     _serve(service, host, port)
 

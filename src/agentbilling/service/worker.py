@@ -1,0 +1,48 @@
+"""The worker: applies what comes due as time passes (scheduled plan changes, renewals and their
+charges, retries, the ends of cancelled and unpaid plans, undelivered provider events).
+
+`serve` runs one in a thread of its process; `agentbilling worker` runs one on its own. Several
+may run at once, on one database: each piece of work is claimed under a row lock or made under a
+unique id, so none is done twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from agentbilling.service.facade import Billing
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(self, billing: Billing, interval: float) -> None:
+        self.billing = billing
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.passes = 0
+
+    def run_once(self) -> None:
+        try:
+            self.billing.run_due()
+        except Exception:  # one bad pass must not stop the next: log it, try again later
+            log.exception("worker: a pass failed; the next one runs in %ss", self.interval)
+        self.passes += 1
+
+    def run(self) -> None:
+        """Pass after pass until stopped."""
+        while not self._stop.is_set():
+            self.run_once()
+            self._stop.wait(self.interval)
+
+    def start(self) -> Worker:
+        self._thread = threading.Thread(target=self.run, name="agentbilling-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
