@@ -252,3 +252,31 @@ def test_stripe_redeliveries_are_duplicates_and_change_nothing(client, standin, 
 def test_the_sandbox_automation_is_off_with_stripe(client, acme):
     r = client.post("/v1/sandbox/tenants/acme/cancel", headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
     assert_problem(r, 404)
+
+
+def test_the_sessions_of_a_period_before_a_scheduled_change_are_priced_by_the_plan_they_ran_on(client, standin, acme):
+    subscribe(client, standin, acme, "mini")
+    fill(client, acme, "s", 3)  # 1 beyond Mini's 2 included, at Mini's $1.00
+    assert change_plan(client, acme, "maxi", "end_of_period").status_code == 200
+    advance(client, to=FEB_28)
+    renewal = invoices(client, acme)[0]
+    assert renewal["kind"] == "renewal" and renewal["total"]["amount"] == 3000 + 100
+
+
+def test_a_checkout_opened_before_subscribing_is_expired_once_a_plan_runs(client, standin, billing, acme):
+    first = checkout(client, acme, "mini").json()
+    second = checkout(client, acme, "maxi").json()
+    standin.complete_checkout(first["id"], CARD_OK)
+    with pytest.raises(Exception, match="expired"):
+        standin.complete_checkout(second["id"], CARD_OK)
+    subs = standin.client().v1.subscriptions.list(params={"customer": customer_of(billing, "acme"), "status": "all"})
+    assert [s.status for s in subs.data] == ["active"]
+
+
+def test_a_change_on_a_custom_date_mid_period_is_prorated_by_stripe_at_once(client, standin, acme):
+    subscribe(client, standin, acme, "mini")
+    assert change_plan(client, acme, "maxi", "custom_date", "2026-02-14").status_code == 200
+    advance(client, to="2026-02-14T00:00:00Z")
+    standin.wait_for_webhooks()
+    assert card(client, acme)["plan"]["id"] == "maxi"
+    assert invoices(client, acme)[0]["kind"] == "proration"

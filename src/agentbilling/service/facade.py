@@ -295,7 +295,7 @@ class Billing:
         """A provider's webhook delivery: verified on the raw body, stored, applied once."""
         if provider != self.provider.name:
             raise NotFound(f"No webhooks are taken from {provider!r} in this deployment.")
-        return self.lifecycle.receive(body, headers, self.now())
+        return self.lifecycle.receive(body, headers, self.now)
 
     # -- the sandbox portal: what a person does there (and tests and demos, through the API) ----
 

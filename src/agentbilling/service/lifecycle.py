@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -32,8 +32,10 @@ from agentbilling.domain.subscription import TRIAL_COUNTER, Status, Subscription
 from agentbilling.service.cursors import decode_cursor, encode_cursor
 from agentbilling.service.payments import (
     Checkout,
+    ChargeState,
     DraftRenewal,
     InvoiceMirror,
+    Notification,
     PaymentProvider,
     ProviderSubscription,
 )
@@ -55,6 +57,7 @@ RETRY_AFTER = (timedelta(days=2), timedelta(days=4), timedelta(days=6))
 # A charge handed to the provider is not handed again before this, unless its webhook says so.
 LEASE = timedelta(minutes=10)
 US = timedelta(microseconds=1)
+STARTS = ("checkout.completed", "checkout.session.completed", "customer.subscription.created")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,19 +109,65 @@ class Lifecycle:
                            .with_for_update()).mappings().first()
         if row is None:
             raise NotFound(f"No tenant {tenant_id!r}.")
-        stored = subscription_from_row(tenant_id, [row[c] for c in SUBSCRIPTION_COLUMNS], self.catalog, lambda v: v)
-        return at(stored, now), row
+        return at(self._stored(row), now), row
 
-    def _save(self, conn: Any, sub: Subscription, now: datetime, **extra: Any) -> None:
+    def _stored(self, row: Mapping[str, Any]) -> Subscription:
+        return subscription_from_row(row["tenant_id"], [row[c] for c in SUBSCRIPTION_COLUMNS], self.catalog,
+                                     lambda v: v)
+
+    def _save(self, conn: Any, sub: Subscription, now: datetime, row: Mapping[str, Any], **extra: Any) -> None:
+        """Write `sub` over the stored `row`; nothing when nothing changed (so that the gate's kept
+        standing, checked against the row's revision, stays valid). A plan that changed is
+        remembered with the moment it changed; a scheduled change that came due mid-period is
+        prorated, as an immediate one is, where agentbilling does the invoicing."""
         values: dict[str, Any] = {
             "status": sub.status.value, "plan_id": sub.plan.id if sub.plan else None, "anchor_at": sub.anchor,
             "custom_limit": sub.custom_limit, "pending_plan_id": sub.pending.plan.id if sub.pending else None,
             "pending_at": sub.pending.effective_at if sub.pending else None, "cancel_at": sub.cancel_at,
             "payment_failed_at": sub.payment_failed_at, "grace_ends_at": sub.grace_ends_at,
-            "ended_at": sub.ended_at, "offline": sub.offline, "updated_at": now,
+            "ended_at": sub.ended_at, "offline": sub.offline,
         }
+        old_plan, new_plan = row["plan_id"], values["plan_id"]
+        if old_plan and new_plan and old_plan != new_plan and "previous_plan_id" not in extra:
+            came_due = row["pending_plan_id"] == new_plan and row["pending_at"] is not None and row["pending_at"] <= now
+            changed_at = row["pending_at"] if came_due else now
+            values.update(previous_plan_id=old_plan, plan_changed_at=changed_at)
+            if came_due and not self.provider.owns_billing and row["provider_subscription"] and sub.anchor:
+                credit = self._prorate_scheduled(conn, row, sub, changed_at)
+                if credit:
+                    extra = {**extra, "credit": extra.get("credit", row["credit"]) + credit}
         values.update(extra)
+        if all(row[k] == v for k, v in values.items()):
+            return
+        values["updated_at"] = now
         conn.execute(update(subscriptions).where(subscriptions.c.tenant_id == sub.tenant_id).values(**values))
+
+    def _prorate_scheduled(self, conn: Any, row: Mapping[str, Any], sub: Subscription, moment: datetime) -> int:
+        """The invoice of a scheduled change that took effect mid-period (an upgrade), made once
+        (its id is the change's moment); the credit a downgrade leaves, to add to the tenant's."""
+        assert sub.anchor is not None
+        period = period_at(sub.anchor, moment)
+        old, new = self.catalog.get(row["plan_id"]), sub.plan
+        if period.start == moment or old is None or new is None or old.price is None or new.price is None:
+            return 0  # at a period's start the renewal bills the new plan; nothing to prorate
+        if old.price.currency != new.price.currency:
+            return 0
+        draft = invoicing.proration(old, new, period=period, now=moment)
+        amount = draft.total.amount
+        if amount > 0:
+            self._add_invoice(conn, sub.tenant_id, f"pc_{row['provider_subscription'][-12:]}_{moment:%Y%m%d%H%M%S}",
+                              "proration", draft, period.start, period.end, moment, row["provider_subscription"],
+                              to_charge=True)
+        return max(0, -amount)
+
+    def _void_open(self, conn: Any, tenant_id: str) -> list[str]:
+        """Void the tenant's open invoices (its plan ended or was replaced); their ids."""
+        c = invoices.c
+        ids = list(conn.execute(select(c.id).where(c.tenant_id == tenant_id, c.status == "open")).scalars())
+        if ids:
+            conn.execute(update(invoices).where(c.tenant_id == tenant_id, c.status == "open")
+                         .values(status="void", next_attempt_at=None))
+        return ids
 
     def _used(self, conn: Any, tenant_id: str, counter: str) -> int:
         value = conn.execute(select(usage_counters.c.billable_sessions).where(
@@ -171,10 +220,17 @@ class Lifecycle:
         if base is not None and top is not None and base > top:
             raise InvalidInput("The base session limit cannot be above the highest session limit.")
         with self.db.write() as conn:
-            sub, _ = self._load(conn, tenant_id, now)
+            sub, row = self._load(conn, tenant_id, now)
             started = start_plan(sub, plan, now, used=self._used(conn, tenant_id, TRIAL_COUNTER), offline=True)
-            self._save(conn, started, now, terms=terms_to_json(terms), provider=None, provider_customer=None,
-                       provider_subscription=None, billed_until=None, credit=0)
+            voided = self._void_open(conn, tenant_id)
+            self._save(conn, started, now, row, terms=terms_to_json(terms), provider=None, provider_customer=None,
+                       provider_subscription=None, billed_until=None, credit=0, previous_plan_id=None,
+                       plan_changed_at=None)
+        # The plan the provider ran is over: nothing more is charged for it.
+        for invoice_id in voided:
+            self.provider.void(tenant_id, invoice_id)
+        if self.provider.owns_billing and row["provider_subscription"] and sub.status is Status.ACTIVE:
+            self.provider.end_now(row["provider_subscription"])
 
     # -- plan changes (R8) ---------------------------------------------------------------------
 
@@ -209,13 +265,13 @@ class Lifecycle:
                                               custom_limit=kept_limit(sub.custom_limit, target))
                 amount = draft.total.amount
                 credit = row["credit"] + max(0, -amount)
-                self._save(conn, changed, now, terms=None, credit=credit)
+                self._save(conn, changed, now, row, terms=None, credit=credit)
                 if amount:
                     charge = amount > 0
                     self._add_invoice(conn, tenant_id, "pr_" + secrets.token_hex(10), "proration", draft, period.start,
                                       period.end, now, row["provider_subscription"], to_charge=charge)
             else:
-                self._save(conn, dataclasses.replace(sub, pending=PlanChange(target, moment)), now)
+                self._save(conn, dataclasses.replace(sub, pending=PlanChange(target, moment)), now, row)
         if self.provider.owns_billing:
             sub_id = row["provider_subscription"]
             facts = (self.provider.change_now(sub_id, target) if when_ is When.IMMEDIATELY
@@ -235,7 +291,7 @@ class Lifecycle:
             if sub.pending is None:
                 raise Conflict("There is no scheduled plan change to cancel.")
             if not self.provider.owns_billing:
-                self._save(conn, dataclasses.replace(sub, pending=None), now)
+                self._save(conn, dataclasses.replace(sub, pending=None), now, row)
         if self.provider.owns_billing:
             self._apply_subscription_facts(self.provider.cancel_change(row["provider_subscription"]), now)
 
@@ -310,43 +366,78 @@ class Lifecycle:
 
     # -- the provider's webhooks ---------------------------------------------------------------
 
-    def receive(self, body: bytes, headers: Mapping[str, str], now: datetime) -> str:
-        """A provider delivery: verified (WebhookRejected if not the provider's), stored, applied once.
-        "applied", or "duplicate" for an event received before."""
+    def receive(self, body: bytes, headers: Mapping[str, str], clock: Callable[[], datetime]) -> str:
+        """A provider delivery: verified (WebhookRejected if not the provider's), stored, applied once:
+        "applied"; "duplicate" for an event received before; "ignored" for one about no tenant here.
+
+        A notification names an object; what is applied is that object as the provider has it now,
+        read after the tenant's row is locked, so that of two deliveries at once the one that
+        commits last also read last: any order of delivery ends in the provider's latest state.
+        The time is read again then too: a delivery that waited for the lock while the clock moved
+        applies what it reads at the time it reads it.
+        """
+        now = clock()
         note = self.provider.verify(body, headers)
         with self.db.read() as conn:
             seen = conn.execute(select(provider_events.c.event_id).where(
                 provider_events.c.provider == self.provider.name, provider_events.c.event_id == note.id)).first()
         if seen:
             return "duplicate"
-        # Read what the event is about from the provider before the transaction: a notification
-        # names an object; its latest state is the provider's, whatever the order of delivery.
-        ps = self.provider.subscription(note.subscription) if note.subscription else None
-        charge = mirror = None
-        if note.invoice and self.provider.owns_billing:
-            created = int((note.raw or {}).get("created") or 0)
-            facts = self.provider.invoice_facts(note.invoice, note.type, created)
-            if isinstance(facts, DraftRenewal):
-                self._add_overage(facts, now)  # before the provider finalizes it; once, by its idempotency key
-            else:
-                mirror = facts
-        elif note.invoice:
-            charge = self.provider.charge_state(note.invoice)
+        created = int((note.raw or {}).get("created") or 0) if self.provider.owns_billing else 0
+        facts = self._facts(note, created)
+        if isinstance(facts, DraftRenewal):
+            self._add_overage(facts, now)  # before the provider finalizes it; once, by its idempotency key
+        tenant_id = note.tenant_id or getattr(facts, "tenant_id", None)
         try:
             with self.db.write() as conn:
                 conn.execute(insert(provider_events).values(
                     provider=self.provider.name, event_id=note.id, type=note.type,
-                    tenant_id=note.tenant_id, payload=body.decode(), received_at=now))
-                if ps is not None:
-                    self._sync_subscription(conn, ps, now)
-                if charge is not None:
-                    self._sync_invoice(conn, charge.tenant_id, charge.invoice_id, charge.paid_at,
-                                       charge.first_failed_at, charge.failures, now)
-                if mirror is not None:
-                    self._mirror_invoice(conn, mirror, now)
+                    tenant_id=tenant_id, payload=body.decode(), received_at=now))
+                if tenant_id is None or isinstance(facts, DraftRenewal) or facts is None:
+                    return "applied" if facts is not None else "ignored"
+                try:
+                    self._load(conn, tenant_id, now)  # the row lock, before reading the provider again
+                except NotFound:
+                    log.warning("%s event %s is about tenant %r, which is not here; stored, not applied",
+                                self.provider.name, note.id, tenant_id)
+                    return "ignored"
+                now = clock()
+                facts = self._facts(note, created)
+                if isinstance(facts, ProviderSubscription):
+                    self._sync_subscription(conn, facts, now)
+                elif isinstance(facts, ChargeState):
+                    self._sync_invoice(conn, facts.tenant_id, facts.invoice_id, facts.paid_at,
+                                       facts.first_failed_at, facts.failures, now)
+                elif isinstance(facts, InvoiceMirror):
+                    self._mirror_invoice(conn, facts, now)
         except IntegrityError:
             return "duplicate"  # the same event, applied meanwhile by a concurrent delivery
+        if isinstance(facts, ProviderSubscription) and note.type in STARTS:
+            self._after_start(facts)
         return "applied"
+
+    def _facts(self, note: Notification, created: int) -> Any:
+        """The object a notification names, as the provider has it now."""
+        if note.subscription:
+            return self.provider.subscription(note.subscription)
+        if note.invoice and self.provider.owns_billing:
+            return self.provider.invoice_facts(note.invoice, note.type, created)
+        if note.invoice:
+            return self.provider.charge_state(note.invoice)
+        return None
+
+    def _after_start(self, ps: ProviderSubscription) -> None:
+        """Once a plan runs, no other checkout of the tenant may start a second one; one that did
+        (completed in a race) is ended at the provider."""
+        with self.db.read() as conn:
+            current = conn.execute(select(subscriptions.c.provider_subscription)
+                                   .where(subscriptions.c.tenant_id == ps.tenant_id)).scalar()
+        if current == ps.id:
+            self.provider.expire_checkouts(ps.tenant_id, ps.customer)
+        elif current is not None and ps.status in ("active", "past_due", "trialing"):
+            log.warning("tenant %s: a second subscription %s started while %s runs; ending it at the provider",
+                        ps.tenant_id, ps.id, current)
+            self.provider.end_now(ps.id)
 
     def _add_overage(self, draft: DraftRenewal, now: datetime) -> None:
         """The sessions beyond the included ones in the period that ended, on its renewal invoice,
@@ -356,7 +447,9 @@ class Lifecycle:
             if sub.status is not Status.ACTIVE or sub.anchor is None or row["provider_subscription"] is None:
                 return
             ended = period_at(sub.anchor, draft.period_end - US)
-            plan = sub.plan
+            # The plan that period ran on: as stored then (a change due at its end not yet in force),
+            # or the one before a change that has since been stored at or after its end.
+            plan = at(self._stored(row), ended.end - US).plan
             if row["previous_plan_id"] and row["plan_changed_at"] is not None and row["plan_changed_at"] >= ended.end:
                 plan = self.catalog.get(row["previous_plan_id"]) or plan
             used = self._used(conn, draft.tenant_id, ended.key)
@@ -386,7 +479,7 @@ class Lifecycle:
             conn.execute(insert(invoices).values(tenant_id=m.tenant_id, id=m.id, created_at=m.created_at, **values))
         else:
             conn.execute(update(invoices).where(c.tenant_id == m.tenant_id, c.id == m.id).values(**values))
-        self._save(conn, self._with_payment_state(conn, sub, row["provider_subscription"]), now)
+        self._save(conn, self._with_payment_state(conn, sub, row["provider_subscription"]), now, row)
 
     def _sync_subscription(self, conn: Any, ps: ProviderSubscription, now: datetime) -> None:
         sub, row = self._load(conn, ps.tenant_id, now)
@@ -423,7 +516,7 @@ class Lifecycle:
                     sub = dataclasses.replace(sub, cancel_at=cancel_at, pending=None)
             elif sub.cancel_at is not None:
                 sub = dataclasses.replace(sub, cancel_at=None)
-        self._save(conn, sub, now, **extra)
+        self._save(conn, sub, now, row, **extra)
 
     def _owned_state(self, sub: Subscription, ps: ProviderSubscription, now: datetime,
                      row: Mapping[str, Any]) -> tuple[Subscription, dict[str, Any]]:
@@ -434,7 +527,6 @@ class Lifecycle:
         extra: dict[str, Any] = {"billed_until": ps.period_end}
         plan = self.catalog.get(ps.plan_id)
         if plan is not None and sub.plan is not None and plan.id != sub.plan.id:
-            extra.update(previous_plan_id=sub.plan.id, plan_changed_at=now)
             sub = dataclasses.replace(sub, plan=plan, custom_limit=kept_limit(sub.custom_limit, plan))
         pending = None
         if ps.pending is not None and ps.cancel_at is None:
@@ -442,11 +534,12 @@ class Lifecycle:
             pending = PlanChange(nxt, ps.pending[1]) if nxt is not None else None
         sub = dataclasses.replace(sub, pending=pending, cancel_at=ps.cancel_at)
         if ps.status in ("canceled", "incomplete_expired"):
+            # Ended at the provider: cancelled by the tenant (Canceled subscription, R11), or for
+            # want of payment (Expired subscription, R10).
             ended = ps.ended_at or now
-            if ps.cancel_at is not None:
-                sub = dataclasses.replace(sub, status=Status.CANCELED, ended_at=ended, pending=None)
-            else:
-                sub = dataclasses.replace(sub, status=Status.EXPIRED, ended_at=ended, pending=None)
+            status = Status.CANCELED if ps.ended_by_request else Status.EXPIRED
+            sub = dataclasses.replace(sub, status=status, ended_at=ended, pending=None,
+                                      cancel_at=ended if ps.ended_by_request else sub.cancel_at)
         return sub, extra
 
     def _sync_invoice(self, conn: Any, tenant_id: str, invoice_id: str, paid_at: datetime | None,
@@ -455,7 +548,7 @@ class Lifecycle:
         inv = conn.execute(select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)
                            .with_for_update()).mappings().first()
         if inv is None or inv["status"] != "open":
-            self._save(conn, sub, now)
+            self._save(conn, sub, now, row)
             return
         if paid_at is not None:
             values: dict[str, Any] = {"status": "paid", "paid_at": paid_at, "next_attempt_at": None}
@@ -467,7 +560,7 @@ class Lifecycle:
                       "next_attempt_at": nxt}
         conn.execute(update(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)
                      .values(**values))
-        self._save(conn, self._with_payment_state(conn, sub, row["provider_subscription"]), now)
+        self._save(conn, self._with_payment_state(conn, sub, row["provider_subscription"]), now, row)
 
     def _with_payment_state(self, conn: Any, sub: Subscription, provider_subscription: str | None) -> Subscription:
         """Payment issue while an invoice of the running plan is unpaid after a failed charge (R10)."""
@@ -526,11 +619,10 @@ class Lifecycle:
                                   row["provider_subscription"], to_charge=True)
                 billed_until = new.end
             sub = at(stored, now)
-            if sub.status is not Status.ACTIVE:
-                # Ended (cancelled or unpaid): nothing more is charged for it.
-                conn.execute(update(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.status == "open")
-                             .values(status="void", next_attempt_at=None))
-            self._save(conn, sub, now, billed_until=billed_until, credit=credit)
+            voided = self._void_open(conn, tenant_id) if sub.status is not Status.ACTIVE else []
+            self._save(conn, sub, now, row, billed_until=billed_until, credit=credit)
+        for invoice_id in voided:  # ended (cancelled or unpaid): nothing more is charged for it
+            self.provider.void(tenant_id, invoice_id)
 
     def _end_lapsed_at_provider(self) -> None:
         """A plan that ended unpaid (R10) is ended at a provider that renews by itself, so that it

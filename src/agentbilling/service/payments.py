@@ -58,6 +58,7 @@ class ProviderSubscription:
     pending: tuple[str, datetime] | None = None  # (plan id, from when)
     period_end: datetime | None = None
     ended_at: datetime | None = None
+    ended_by_request: bool = False  # cancelled by the tenant, not for want of payment
     owned: bool = False
 
 
@@ -142,3 +143,12 @@ class PaymentProvider(Protocol):
 
     def deliver_pending(self) -> int:
         """Deliver the events not yet answered (the sandbox's outbox); how many went."""
+
+    def void(self, tenant_id: str, invoice_id: str) -> None:
+        """The invoice will not be paid (its plan ended): never charge it again."""
+
+    def expire_checkouts(self, tenant_id: str, customer: str | None) -> None:
+        """Close the tenant's open checkouts: a plan runs now."""
+
+    def end_now(self, subscription_id: str) -> None:
+        """End a subscription at the provider at once (one started in a race, or one replaced)."""

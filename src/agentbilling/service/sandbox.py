@@ -37,7 +37,13 @@ from agentbilling.service.payments import (
     WebhookRejected,
 )
 from agentbilling.storage.db import Database
-from agentbilling.storage.tables import sandbox_charges, sandbox_checkouts, sandbox_customers, sandbox_events
+from agentbilling.storage.tables import (
+    sandbox_charges,
+    sandbox_checkouts,
+    sandbox_customers,
+    sandbox_events,
+    sandbox_voids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +121,21 @@ class SandboxProvider:
         with self.db.write() as conn:
             self._charge(conn, tenant_id, invoice_id, amount, currency, attempt, now)
         self.deliver_pending()
+
+    def void(self, tenant_id: str, invoice_id: str) -> None:
+        with self.db.write() as conn:
+            if conn.execute(select(sandbox_voids.c.invoice_id).where(sandbox_voids.c.invoice_id == invoice_id)).first():
+                return
+            conn.execute(insert(sandbox_voids).values(invoice_id=invoice_id, tenant_id=tenant_id,
+                                                      voided_at=datetime.now(UTC)))
+
+    def expire_checkouts(self, tenant_id: str, customer: str | None) -> None:
+        with self.db.write() as conn:
+            conn.execute(update(sandbox_checkouts).where(sandbox_checkouts.c.tenant_id == tenant_id,
+                                                         sandbox_checkouts.c.status == "open").values(status="expired"))
+
+    def end_now(self, subscription_id: str) -> None:
+        """Nothing to stop: the sandbox charges only what the service asks it to, and renews nothing."""
 
     def subscription(self, subscription_id: str) -> ProviderSubscription | None:
         with self.db.read() as conn:
@@ -204,8 +225,9 @@ class SandboxProvider:
         """Pay a checkout with a test card: the subscription starts and its first invoice is paid.
         A declined card (or one whose charges fail) changes nothing."""
         number = card_number(card)
-        if self.checkout(checkout_id)["status"] != "open":
-            raise Conflict("This checkout is already complete.")
+        status = self.checkout(checkout_id)["status"]
+        if status != "open":
+            raise Conflict(f"This checkout is {status}: open a new one from the Billing tab.")
         if number != CARD_OK:
             raise CardDeclined("Your card was declined. Try another card.")
         with self.db.write() as conn:
@@ -214,8 +236,13 @@ class SandboxProvider:
             if co is None:
                 raise NotFound(f"No checkout {checkout_id!r}.")
             if co["status"] != "open":
-                raise Conflict("This checkout is already complete.")
+                raise Conflict(f"This checkout is {co['status']}: open a new one from the Billing tab.")
             customer = self._customer(conn, co["tenant_id"], now)
+            # One subscription per customer at a time: the tenant's other checkouts close.
+            conn.execute(update(sandbox_checkouts).where(sandbox_checkouts.c.tenant_id == co["tenant_id"],
+                                                         sandbox_checkouts.c.id != checkout_id,
+                                                         sandbox_checkouts.c.status == "open")
+                         .values(status="expired"))
             subscription_id = _id("sub")
             conn.execute(update(sandbox_customers).where(sandbox_customers.c.tenant_id == co["tenant_id"]).values(
                 card_number=number, subscription_id=subscription_id, plan_id=co["plan_id"], subscribed_at=now,
@@ -244,7 +271,9 @@ class SandboxProvider:
             c = sandbox_charges.c
             charges = conn.execute(select(c.invoice_id, c.amount, c.currency, c.succeeded)
                                    .where(c.tenant_id == tenant_id).order_by(c.created_at, c.invoice_id)).all()
-            paid = {r.invoice_id for r in charges if r.succeeded}
+            voided = set(conn.execute(select(sandbox_voids.c.invoice_id)
+                                      .where(sandbox_voids.c.tenant_id == tenant_id)).scalars())
+            paid = {r.invoice_id for r in charges if r.succeeded} | voided
             unpaid = {r.invoice_id: (r.invoice_id, r.amount, r.currency) for r in charges if r.invoice_id not in paid}
             attempt = _id("pm")
             for invoice_id, amount, currency in unpaid.values():
@@ -289,15 +318,16 @@ class SandboxProvider:
 
     def _charge(self, conn: Any, tenant_id: str, invoice_id: str, amount: int, currency: str, attempt: str,
                 now: datetime) -> None:
-        """One charge per (invoice, attempt), never of an invoice already paid."""
+        """One charge per (invoice, attempt), never of an invoice already paid or voided. The
+        customer's row is locked first, so two charges of one tenant never run at once."""
         c = sandbox_charges.c
+        card = conn.execute(select(sandbox_customers.c.card_number).where(sandbox_customers.c.tenant_id == tenant_id)
+                            .with_for_update()).scalar_one_or_none()
         done = conn.execute(select(c.succeeded).where(c.invoice_id == invoice_id)).scalars().all()
-        if any(done):
+        if any(done) or conn.execute(select(sandbox_voids.c.invoice_id).where(sandbox_voids.c.invoice_id == invoice_id)).first():
             return
         if conn.execute(select(c.attempt).where(c.invoice_id == invoice_id, c.attempt == attempt)).first():
             return
-        card = conn.execute(select(sandbox_customers.c.card_number)
-                            .where(sandbox_customers.c.tenant_id == tenant_id)).scalar_one_or_none()
         succeeded = card == CARD_OK
         conn.execute(insert(sandbox_charges).values(invoice_id=invoice_id, attempt=attempt, tenant_id=tenant_id,
                                                     amount=amount, currency=currency, succeeded=succeeded,

@@ -114,7 +114,8 @@ class StripeProvider:
         price = sub["items"]["data"][0]["price"]["id"]
         self.client.v1.subscription_schedules.update(schedule_id, params={"end_behavior": "release", "phases": [
             {"items": [{"price": price}], "start_date": current["start_date"], "end_date": _ts(at)},
-            {"items": [{"price": plan.provider_price_id}], "iterations": 1},
+            # Prorated from the change's moment, invoiced at once (nothing at a period's start).
+            {"items": [{"price": plan.provider_price_id}], "iterations": 1, "proration_behavior": "always_invoice"},
         ]})
         return self.subscription(subscription_id)
 
@@ -130,6 +131,22 @@ class StripeProvider:
             self.client.v1.subscriptions.cancel(subscription_id)
         except stripe.InvalidRequestError as err:  # already canceled
             log.info("stripe: %s not canceled: %s", subscription_id, err.user_message)
+
+    def void(self, tenant_id: str, invoice_id: str) -> None:
+        try:
+            self.client.v1.invoices.void_invoice(invoice_id)
+        except stripe.InvalidRequestError as err:  # paid or void already
+            log.info("stripe: %s not voided: %s", invoice_id, err.user_message)
+
+    def expire_checkouts(self, tenant_id: str, customer: str | None) -> None:
+        if customer is None:
+            return
+        for session in self.client.v1.checkout.sessions.list(params={"customer": customer, "limit": 100}).data:
+            if session.status == "open":
+                try:
+                    self.client.v1.checkout.sessions.expire(session.id)
+                except stripe.InvalidRequestError as err:  # completed or expired meanwhile
+                    log.info("stripe: checkout %s not expired: %s", session.id, err.user_message)
 
     def add_overage(self, draft: DraftRenewal, amount: int, description: str) -> None:
         self.client.v1.invoice_items.create(
@@ -221,6 +238,8 @@ class StripeProvider:
             started_at=_dt(sub["billing_cycle_anchor"]), cancel_requested_at=None, first_invoice=None,
             status=sub["status"], cancel_at=cancel_at, pending=pending, period_end=period_end,
             ended_at=_dt(sub.get("ended_at")), owned=True,
+            ended_by_request=bool(sub.get("cancel_at") or sub.get("cancel_at_period_end")
+                                  or (sub.get("cancellation_details") or {}).get("reason") == "cancellation_requested"),
         )
 
     def invoice_facts(self, invoice_id: str, event_type: str, event_created: int) -> InvoiceMirror | DraftRenewal | None:

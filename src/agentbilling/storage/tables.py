@@ -237,6 +237,14 @@ sandbox_charges = Table(
     PrimaryKeyConstraint("invoice_id", "attempt"),
 )
 
+sandbox_voids = Table(
+    "sandbox_voids",
+    metadata,
+    Column("invoice_id", String(64), primary_key=True),  # voided by the service: never charged again
+    Column("tenant_id", String(64), nullable=False),
+    Column("voided_at", UTCDateTime, nullable=False),
+)
+
 # The sandbox's outbox: events in the order they happened, each signed and delivered until answered.
 sandbox_events = Table(
     "sandbox_events",

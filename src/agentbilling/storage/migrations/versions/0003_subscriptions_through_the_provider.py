@@ -84,6 +84,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', name=op.f('pk_sandbox_customers')),
     sa.UniqueConstraint('customer_id', name=op.f('uq_sandbox_customers_customer_id'))
     )
+    op.create_table('sandbox_voids',
+    sa.Column('invoice_id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('voided_at', agentbilling.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('invoice_id', name=op.f('pk_sandbox_voids'))
+    )
     op.create_table('sandbox_events',
     sa.Column('seq', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -153,6 +159,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_sandbox_events_undelivered')
 
     op.drop_table('sandbox_events')
+    op.drop_table('sandbox_voids')
     op.drop_table('sandbox_customers')
     op.drop_table('sandbox_checkouts')
     op.drop_table('sandbox_charges')

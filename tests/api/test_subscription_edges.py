@@ -1,0 +1,167 @@
+"""Edges of the subscription lifecycle found in review, each replayed through the sandbox: a second
+checkout, a card added after the plan ended, an offline deal over a failing plan, a change on a
+custom date mid-period, two deliveries about one subscription at once, and a worker pass with
+nothing to do."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from agentbilling.settings import Settings
+from agentbilling.storage.tables import sandbox_charges, sandbox_events, subscriptions
+from tests.api.subscribing import (
+    CARD_CHARGES_FAIL,
+    CARD_OK,
+    add_card,
+    badges,
+    change_plan,
+    checkout,
+    complete,
+    invoices,
+    plans_file,
+    portal_action,
+    subscribe,
+)
+from tests.api.support import assert_problem, card
+from tests.conftest import operator_headers
+from tests.helpers import advance, setup_tenant
+
+FEB_28 = "2026-02-28T09:00:00Z"
+MAR_31 = "2026-03-31T09:00:00Z"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path) -> Settings:
+    return Settings(database_url=database_url, operator_key="op-test-key", secret_key="test-secret-key",
+                    test_clock=True, db_pool_size=8, plans_file=plans_file(tmp_path))
+
+
+@pytest.fixture
+def acme(client):
+    return setup_tenant(client, "acme")
+
+
+def charges(billing) -> list[tuple[str, int, bool]]:
+    with billing.db.read() as conn:
+        return [tuple(r) for r in conn.execute(select(sandbox_charges.c.invoice_id, sandbox_charges.c.amount,
+                                                      sandbox_charges.c.succeeded))]
+
+
+def revision(billing, tenant_id: str) -> int:
+    with billing.db.read() as conn:
+        return conn.execute(select(subscriptions.c.revision).where(subscriptions.c.tenant_id == tenant_id)).scalar()
+
+
+def test_a_second_checkout_opened_during_the_trial_cannot_be_paid_once_a_plan_runs(client, billing, acme):
+    first = checkout(client, acme, "mini").json()
+    second = checkout(client, acme, "maxi").json()
+    assert complete(client, first["id"]).status_code == 200
+    assert_problem(complete(client, second["id"]), 409)
+    assert [c[1] for c in charges(billing)] == [1000]  # charged once
+    portal_action(client, "acme", "cancel")
+    assert badges(client, acme) == ["Canceled subscription"]  # the cancellation is about the plan that runs
+
+
+def test_a_card_added_after_the_plan_ended_unpaid_charges_nothing_of_it(client, billing, acme):
+    subscribe(client, acme, "mini")
+    add_card(client, "acme", CARD_CHARGES_FAIL)
+    advance(client, to=MAR_31)
+    assert badges(client, acme) == ["Expired subscription"]
+    paid_before = [c for c in charges(billing) if c[2]]
+    assert add_card(client, "acme", CARD_OK).status_code == 200
+    assert [c for c in charges(billing) if c[2]] == paid_before
+    assert invoices(client, acme)[0]["status"] == "void"
+
+
+def test_an_offline_deal_over_a_failing_plan_stops_its_retries(client, billing, acme):
+    subscribe(client, acme, "mini")
+    add_card(client, "acme", CARD_CHARGES_FAIL)
+    advance(client, to=FEB_28)
+    assert badges(client, acme) == ["Payment issue"]
+    r = client.put("/v1/tenants/acme/subscription", json={"plan_id": "maxi"}, headers=operator_headers())
+    assert r.status_code == 200, r.text
+    tried = len(charges(billing))
+    advance(client, to="2026-03-06T00:00:00Z")
+    assert len(charges(billing)) == tried
+    assert badges(client, acme) == ["Active subscription"]
+    assert invoices(client, acme)[0]["status"] == "void"
+
+
+def test_a_change_on_a_custom_date_mid_period_is_prorated_from_that_day(client, billing, acme):
+    subscribe(client, acme, "mini")
+    assert change_plan(client, acme, "maxi", "custom_date", "2026-02-14").status_code == 200
+    advance(client, to="2026-02-14T00:00:00Z")
+    assert card(client, acme)["plan"]["id"] == "maxi"
+    proration = invoices(client, acme)[0]
+    assert (proration["kind"], proration["status"]) == ("proration", "paid")
+    # ($30 - $10) for Feb 14 00:00 .. Feb 28 09:00 of the 28-day period Jan 31 09:00 .. Feb 28 09:00
+    assert proration["total"]["amount"] == round(2000 * (14 * 24 + 9) / (28 * 24))
+    advance(client, to="2026-02-20T00:00:00Z")
+    assert len([i for i in invoices(client, acme) if i["kind"] == "proration"]) == 1  # once
+
+
+def test_a_downgrade_on_a_custom_date_leaves_a_credit_for_the_renewal(client, billing, acme):
+    subscribe(client, acme, "maxi")
+    assert change_plan(client, acme, "mini", "custom_date", "2026-02-21").status_code == 200
+    advance(client, to=FEB_28)
+    renewal = invoices(client, acme)[0]
+    credit = round(2000 * (7 * 24 + 9) / (28 * 24))  # ($30 - $10) for Feb 21 00:00 .. Feb 28 09:00
+    assert renewal["kind"] == "renewal" and renewal["total"]["amount"] == 1000 - credit
+    assert renewal["lines"][-1]["description"] == "Credit from an earlier plan change"
+
+
+def test_two_deliveries_about_one_subscription_at_once_end_in_the_providers_latest_state(client, billing, acme):
+    """The first delivery reads the subscription (cancel asked) and stalls; the tenant resumes and
+    the second delivery is applied; then the first goes on. It reads again under the row lock."""
+    subscribe(client, acme, "mini")
+    sandbox, lifecycle = billing.sandbox, billing.lifecycle
+    deliver, sandbox.deliver = sandbox.deliver, None
+
+    def outbox():
+        with billing.db.read() as conn:
+            return conn.execute(select(sandbox_events.c.id, sandbox_events.c.body)
+                                .where(sandbox_events.c.delivered_at.is_(None)).order_by(sandbox_events.c.seq)).all()
+
+    portal_action(client, "acme", "cancel")
+    (first,) = outbox()
+    real = sandbox.subscription
+    stalled, go = threading.Event(), threading.Event()
+
+    def slow(subscription_id):
+        found = real(subscription_id)
+        if not stalled.is_set():
+            stalled.set()
+            go.wait(10)
+        return found
+
+    sandbox.subscription = slow
+    try:
+        thread = threading.Thread(target=lambda: lifecycle.receive(first.body.encode(),
+                                                                   sandbox.sign(first.id, first.body), billing.now))
+        thread.start()
+        assert stalled.wait(10)
+        portal_action(client, "acme", "resume")
+        (second,) = [e for e in outbox() if e.id != first.id]
+        assert lifecycle.receive(second.body.encode(), sandbox.sign(second.id, second.body), billing.now) == "applied"
+        go.set()
+        thread.join(30)
+    finally:
+        sandbox.subscription, sandbox.deliver = real, deliver
+    assert sandbox.customer("acme")["cancel_requested_at"] is None
+    assert badges(client, acme) == ["Active subscription"]
+
+
+def test_a_worker_pass_with_nothing_to_do_writes_nothing(client, billing, acme):
+    """A tenant in grace is looked at every pass; unchanged, its row (and so the gate's kept
+    standing, checked against its revision) is left alone."""
+    subscribe(client, acme, "mini")
+    add_card(client, "acme", CARD_CHARGES_FAIL)
+    advance(client, to=FEB_28)
+    assert badges(client, acme) == ["Payment issue"]
+    before = revision(billing, "acme")
+    for _ in range(3):
+        billing.run_due()
+    assert revision(billing, "acme") == before
