@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from sqlalchemy import select
 
 from agentbilling.api.app import create_app
@@ -280,3 +281,78 @@ def test_a_change_on_a_custom_date_mid_period_is_prorated_by_stripe_at_once(clie
     standin.wait_for_webhooks()
     assert card(client, acme)["plan"]["id"] == "maxi"
     assert invoices(client, acme)[0]["kind"] == "proration"
+
+
+def test_a_stripe_event_with_a_stale_or_foreign_signature_is_refused_and_changes_nothing(client, standin, acme):
+    import json as _json
+    import time as _time
+
+    from tests.stripe_standin.webhooks import sign
+
+    co = checkout(client, acme, "mini").json()
+    standin.set_webhook(None)  # hold: nothing reaches the service
+    standin.complete_checkout(co["id"], CARD_OK)
+    event = standin.events("checkout.session.completed")[0]
+    body = _json.dumps(event)
+    for header in (sign(body, SECRET, int(_time.time()) - 600), sign(body, "whsec_someone_else")):
+        r = client.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": header})
+        assert_problem(r, 400, "invalid-signature")
+    assert card(client, acme)["badge"] == "Trial subscription"
+    r = client.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body, SECRET)})
+    assert r.json() == {"status": "applied"}
+    assert card(client, acme)["badge"] == "Active subscription"
+
+
+_stripe_tenants = iter(range(10**6))
+
+
+@hsettings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions=st.lists(st.sampled_from(["cancel", "resume", "good card", "failing card"]), max_size=5),
+       copies=st.lists(st.integers(1, 5), min_size=60, max_size=60), seed=st.integers(0, 2**32))
+def test_stripe_events_delivered_one_to_five_times_in_any_order_end_in_stripes_state(
+    client, standin, billing, actions, copies, seed
+):
+    """A failed proration charge, cards, cancel and resume at Stripe, each event delivered 1-5
+    times in random order: the card ends where Stripe's objects are."""
+    import random
+
+    tenant = f"s{next(_stripe_tenants)}"
+    access = setup_tenant(client, tenant)
+    subscribe(client, standin, access, "mini")
+    customer = customer_of(billing, tenant)
+    standin.add_card(customer, CARD_CHARGES_FAIL)
+    url = f"{client.base_url}/v1/webhooks/stripe"
+    seen = {e["id"] for e in standin.events()}
+    standin.set_webhook(None)  # hold every delivery from here
+    try:
+        assert change_plan(client, access, "maxi", "immediately").status_code == 200  # its charge fails
+        cancelled = False
+        for action in actions:
+            if action in ("cancel", "resume"):
+                if cancelled == (action == "cancel"):
+                    continue  # the portal offers only the other one
+                (standin.portal_cancel if action == "cancel" else standin.portal_resume)(customer)
+                cancelled = action == "cancel"
+            else:
+                standin.add_card(customer, CARD_OK if action == "good card" else CARD_CHARGES_FAIL)
+        standin.wait_for_webhooks()
+        held = [e["id"] for e in standin.events() if e["id"] not in seen]
+    finally:
+        standin.set_webhook(url, SECRET)
+    deliveries = [e for e, n in zip(held, copies, strict=False) for _ in range(n)]
+    random.Random(seed).shuffle(deliveries)
+    for event_id in deliveries:
+        assert standin.redeliver(event_id)["status"] == "delivered"
+
+    sdk = standin.client()
+    sub = sdk.v1.subscriptions.list(params={"customer": customer, "status": "all"}).data[0]
+    proration = sdk.v1.invoices.retrieve(sub.latest_invoice) if sub.latest_invoice else None
+    paid = proration is not None and proration.status == "paid"
+    mine = card(client, access)
+    expected = ("Payment issue" if not paid else
+                "Canceled subscription" if sub.cancel_at_period_end else "Active subscription")
+    assert mine["badge"] == expected
+    assert mine["plan"]["id"] == "maxi"
+    assert (mine["expires_on"] is not None) == bool(sub.cancel_at_period_end)
+    (mirrored,) = [i for i in invoices(client, access) if i["kind"] == "proration"]
+    assert mirrored["status"] == ("paid" if paid else "open")

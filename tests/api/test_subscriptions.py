@@ -384,3 +384,12 @@ def test_another_tenants_key_never_sees_these_invoices(client, acme):
     inv = invoices(client, acme)[0]["id"]
     assert_problem(client.get(f"/v1/billing/invoices/{inv}", headers=other.owner_headers), 404)
     assert open_session(client, other, "x").status_code == 201
+
+
+def test_a_checkout_posted_again_with_its_idempotency_key_is_the_same_checkout(client, acme):
+    headers = {**acme.owner_headers, "Idempotency-Key": "subscribe-1"}
+    first = client.post("/v1/billing/checkout", json={"plan_id": "mini"}, headers=headers)
+    again = client.post("/v1/billing/checkout", json={"plan_id": "mini"}, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json() and again.headers.get("Idempotent-Replayed") == "true"
+    assert_problem(client.post("/v1/billing/checkout", json={"plan_id": "maxi"}, headers=headers), 422)
