@@ -270,6 +270,13 @@ class MeteringStore:
             " SET billable_sessions = usage_counters.billable_sessions + :n"
         )
         self.sql_key = q("SELECT tenant_id FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL")
+        # The revision alone, first: while the standing kept for it holds, that is all an admission
+        # needs of the subscription (the whole row is read only when it changed).
+        self.sql_revision = q("SELECT revision FROM subscriptions WHERE tenant_id = :t")
+        self.sql_key_revision = q(
+            "SELECT k.tenant_id, s.revision FROM api_keys k JOIN subscriptions s ON s.tenant_id = k.tenant_id"
+            " WHERE k.key_hash = :h AND k.revoked_at IS NULL"
+        )
         # The key's tenant and its subscription in one read: one round trip fewer per admission.
         self.sql_key_subscription = q(
             f"SELECT k.tenant_id, s.revision, {', '.join('s.' + c for c in SUBSCRIPTION_COLUMNS)}"
@@ -349,6 +356,12 @@ class MeteringStore:
     def _standing(self, cur: Any, tenant_id: str, now: datetime) -> Standing:
         """The standing at `now`, from the row read in this transaction; derived again only when the
         row's revision changed or `now` left the window the last one holds for."""
+        cur.execute(self.sql_revision, {"t": tenant_id})
+        found = cur.fetchone()
+        if found is not None:
+            kept = self._kept_standing(tenant_id, now)
+            if kept is not None and kept[0] == found[0]:
+                return kept[1]
         row = self._subscription_row(cur, tenant_id)
         return self._standing_of(tenant_id, row[0], row[1:], now)
 
@@ -427,13 +440,18 @@ class MeteringStore:
             return kept
 
         def admit(cur: Any) -> OpenResult | None:
-            cur.execute(self.sql_key_subscription, {"h": key_hash})
-            row = cur.fetchone()
-            if row is None:
+            cur.execute(self.sql_key_revision, {"h": key_hash})
+            found = cur.fetchone()
+            if found is None:
                 self._key_tenants.pop(key_hash, None)
                 return None
-            tenant_id = self._remember_key(key_hash, row[0])
-            st = self._standing_of(tenant_id, row[1], row[2:], now)
+            tenant_id = self._remember_key(key_hash, found[0])
+            kept = self._kept_standing(tenant_id, now)
+            if kept is not None and kept[0] == found[1]:
+                st = kept[1]
+            else:
+                row = self._subscription_row(cur, tenant_id)
+                st = self._standing_of(tenant_id, row[0], row[1:], now)
             return self._admit(cur, tenant_id, st, session_id, agent_id, direction, now)
 
         return self._in_transaction(admit)
