@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from agentbilling.settings import Settings
 from tests.api.support import assert_problem, view
-from tests.conftest import operator_headers
-from tests.helpers import TenantAccess, advance, open_session
+from tests.conftest import OPERATOR_KEY, operator_headers
+from tests.helpers import TenantAccess, advance, open_session, setup_tenant
 
 CARD_OK = "4242424242424242"
 CARD_CHARGES_FAIL = "4000000000000341"
@@ -47,6 +50,18 @@ def plans_file(folder: Path) -> str:
     path = folder / "plans.json"
     path.write_text(json.dumps(PLANS))
     return str(path)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """The test deployment with the small catalog (a module imports this fixture to use it)."""
+    return Settings(database_url=database_url, operator_key=OPERATOR_KEY, secret_key="test-secret-key",
+                    test_clock=True, db_pool_size=8, plans_file=plans_file(tmp_path))
+
+
+@pytest.fixture
+def acme(client) -> TenantAccess:
+    return setup_tenant(client, "acme")
 
 
 def checkout(client, access: TenantAccess, plan_id: str):

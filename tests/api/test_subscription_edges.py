@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from sqlalchemy import select
 
-from agentbilling.settings import Settings
 from agentbilling.storage.tables import sandbox_charges, sandbox_events, subscriptions
-from tests.api.subscribing import (
+from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
+    acme,
+    settings,
     CARD_CHARGES_FAIL,
     CARD_OK,
     add_card,
@@ -21,27 +21,15 @@ from tests.api.subscribing import (
     checkout,
     complete,
     invoices,
-    plans_file,
     portal_action,
     subscribe,
 )
 from tests.api.support import assert_problem, card
 from tests.conftest import operator_headers
-from tests.helpers import advance, setup_tenant
+from tests.helpers import advance
 
 FEB_28 = "2026-02-28T09:00:00Z"
 MAR_31 = "2026-03-31T09:00:00Z"
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path) -> Settings:
-    return Settings(database_url=database_url, operator_key="op-test-key", secret_key="test-secret-key",
-                    test_clock=True, db_pool_size=8, plans_file=plans_file(tmp_path))
-
-
-@pytest.fixture
-def acme(client):
-    return setup_tenant(client, "acme")
 
 
 def charges(billing) -> list[tuple[str, int, bool]]:

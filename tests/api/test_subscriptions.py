@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentbilling.settings import Settings
-from tests.api.subscribing import (
+from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
+    acme,
+    settings,
     CARD_CHARGES_FAIL,
     CARD_DECLINED,
     CARD_OK,
@@ -21,7 +22,6 @@ from tests.api.subscribing import (
     complete,
     fill,
     invoices,
-    plans_file,
     portal_action,
     refused,
     subscribe,
@@ -34,17 +34,6 @@ from tests.helpers import advance, open_session, setup_tenant
 FEB_28 = "2026-02-28T09:00:00Z"
 MAR_31 = "2026-03-31T09:00:00Z"
 APR_30 = "2026-04-30T09:00:00Z"
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path) -> Settings:
-    return Settings(database_url=database_url, operator_key="op-test-key", secret_key="test-secret-key",
-                    test_clock=True, db_pool_size=8, plans_file=plans_file(tmp_path))
-
-
-@pytest.fixture
-def acme(client):
-    return setup_tenant(client, "acme")
 
 
 # -- subscribe ---------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 
 from agentbilling.service.facade import Billing
 from agentbilling.storage.tables import provider_events, sandbox_events
-from tests.api.subscribing import (
+from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
+    acme,
+    settings,
     CARD_CHARGES_FAIL,
     CARD_OK,
     add_card,
@@ -23,19 +25,11 @@ from tests.api.subscribing import (
     checkout,
     complete,
     invoices,
-    plans_file,
     portal_action,
     subscribe,
 )
 from tests.api.support import assert_problem, card
 from tests.helpers import setup_tenant
-from agentbilling.settings import Settings
-
-
-@pytest.fixture
-def settings(database_url: str, tmp_path) -> Settings:
-    return Settings(database_url=database_url, operator_key="op-test-key", secret_key="test-secret-key",
-                    test_clock=True, db_pool_size=8, plans_file=plans_file(tmp_path))
 
 
 class Held:
