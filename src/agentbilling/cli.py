@@ -35,7 +35,7 @@ def _connect(settings: Settings):
 
     try:
         return connect(settings)
-    except CatalogError as exc:
+    except (CatalogError, ValueError) as exc:  # a bad catalog, or a provider without its settings
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
 
