@@ -356,3 +356,13 @@ def test_stripe_events_delivered_one_to_five_times_in_any_order_end_in_stripes_s
     assert (mine["expires_on"] is not None) == bool(sub.cancel_at_period_end)
     (mirrored,) = [i for i in invoices(client, access) if i["kind"] == "proration"]
     assert mirrored["status"] == ("paid" if paid else "open")
+
+
+def test_a_stripe_checkout_left_open_before_an_offline_deal_cannot_be_paid(client, standin, billing, acme):
+    co = checkout(client, acme, "mini").json()
+    r = client.put("/v1/tenants/acme/subscription", json={"plan_id": "enterprise"},
+                   headers={"Authorization": f"Bearer {OPERATOR_KEY}"})
+    assert r.status_code == 200, r.text
+    with pytest.raises(Exception, match="expired"):
+        standin.complete_checkout(co["id"], CARD_OK)
+    assert card(client, acme)["plan"]["id"] == "enterprise"

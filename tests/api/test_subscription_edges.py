@@ -153,3 +153,106 @@ def test_a_worker_pass_with_nothing_to_do_writes_nothing(client, billing, acme):
     for _ in range(3):
         billing.run_due()
     assert revision(billing, "acme") == before
+
+
+def test_a_checkout_left_open_before_an_offline_deal_cannot_be_paid(client, billing, acme):
+    co = checkout(client, acme, "mini").json()
+    r = client.put("/v1/tenants/acme/subscription", json={"plan_id": "enterprise"}, headers=operator_headers())
+    assert r.status_code == 200, r.text
+    assert_problem(complete(client, co["id"]), 409)
+    assert charges(billing) == []
+    assert card(client, acme)["plan"]["id"] == "enterprise"
+
+
+def test_an_immediate_change_right_after_a_scheduled_one_came_due_prorates_both(client, billing, acme):
+    """The custom-date upgrade came due five seconds ago and nothing has written it yet; the
+    tenant switches back at once: the upgrade is invoiced from its moment and the switch back
+    credits the same span, less five seconds."""
+    from datetime import UTC, datetime
+
+    subscribe(client, acme, "mini")
+    assert change_plan(client, acme, "maxi", "custom_date", "2026-02-14").status_code == 200
+    billing.test_clock.set(datetime(2026, 2, 14, 0, 0, 5, tzinfo=UTC))  # no advance: nothing has run
+    assert change_plan(client, acme, "mini", "immediately").status_code == 200
+    up, back = sorted((i["total"]["amount"] for i in invoices(client, acme) if i["kind"] == "proration"),
+                      reverse=True)
+    assert up == round(2000 * (14 * 24 + 9) / (28 * 24))  # charged
+    assert -1 <= up + back <= 0  # the credit note of the switch back
+    with billing.db.read() as conn:
+        row = conn.execute(select(subscriptions.c.plan_id, subscriptions.c.credit,
+                                  subscriptions.c.previous_plan_id)).one()
+    assert row.plan_id == "mini" and row.previous_plan_id == "maxi"
+    assert row.credit == -back
+
+
+def test_a_scheduled_change_that_came_due_in_a_plan_that_then_lapsed_leaves_nothing_to_charge(client, billing, acme):
+    from datetime import UTC, datetime
+
+    subscribe(client, acme, "mini")
+    add_card(client, "acme", CARD_CHARGES_FAIL)
+    advance(client, to=FEB_28)
+    assert change_plan(client, acme, "maxi", "custom_date", "2026-03-20").status_code == 200
+    billing.lifecycle.run_due(datetime(2026, 3, 31, 9, 0, 5, tzinfo=UTC))  # one pass after both came due
+    assert badges(client, acme) == ["Expired subscription"]
+    assert all(i["status"] != "open" for i in invoices(client, acme))
+
+
+def test_two_checkouts_of_a_tenant_completed_at_once_start_one_plan(client, billing, acme):
+    first, second = (checkout(client, acme, plan).json()["id"] for plan in ("mini", "maxi"))
+    outcomes: dict[str, str] = {}
+
+    def pay(checkout_id: str) -> None:
+        try:
+            billing.sandbox_complete_checkout(checkout_id, CARD_OK)
+            outcomes[checkout_id] = "paid"
+        except Exception as exc:  # the one that lost: a clear conflict, not a deadlock
+            outcomes[checkout_id] = type(exc).__name__
+
+    threads = [threading.Thread(target=pay, args=(c,)) for c in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes.values()) == ["Conflict", "paid"]
+    assert len([c for c in charges(billing) if c[2]]) == 1
+    assert badges(client, acme) == ["Active subscription"]
+
+
+def test_a_webhook_waiting_on_its_provider_holds_up_no_other_tenants_admission(client, billing, acme):
+    """On SQLite the database has one writer; a delivery reads its provider before it writes, so
+    a slow provider holds up only that tenant's deliveries, never another tenant's admissions."""
+    subscribe(client, acme, "mini")
+    billing.create_tenant("other", "Other", "billing@other.test")
+    sandbox, lifecycle = billing.sandbox, billing.lifecycle
+    deliver, sandbox.deliver = sandbox.deliver, None
+    portal_action(client, "acme", "cancel")
+    with billing.db.read() as conn:
+        (event,) = conn.execute(select(sandbox_events.c.id, sandbox_events.c.body)
+                                .where(sandbox_events.c.delivered_at.is_(None))).all()
+    real, reads = sandbox.subscription, []
+    reading, admitted = threading.Event(), threading.Event()
+
+    def slow(subscription_id):
+        reads.append(subscription_id)
+        if len(reads) == 2:  # the read made once the delivery holds the tenant
+            reading.set()
+            admitted.wait(20)  # a slow provider, until the other tenant's admission is through
+        return real(subscription_id)
+
+    sandbox.subscription = slow
+    try:
+        thread = threading.Thread(target=lambda: lifecycle.receive(event.body.encode(),
+                                                                   sandbox.sign(event.id, event.body), billing.now))
+        thread.start()
+        assert reading.wait(10)
+        done: list[object] = []
+        other = threading.Thread(target=lambda: done.append(
+            billing.open_session("other", "s1", agent_id="a", direction="inbound")))
+        other.start()
+        other.join(10)  # blocked behind the delivery, it would not finish before the provider answered
+        assert done and done[0].session is not None
+        admitted.set()
+        thread.join(30)
+    finally:
+        sandbox.subscription, sandbox.deliver = real, deliver
+    assert badges(client, acme) == ["Canceled subscription"]

@@ -10,10 +10,12 @@ ids derived from the period they renew, so a renewal is made once however many w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -101,15 +103,31 @@ class Lifecycle:
         self.catalog = catalog
         self.provider = provider
         self.grace = grace
+        self._tenant_locks: dict[str, threading.Lock] = {}  # SQLite: one delivery per tenant at a time
+        self._locks_guard = threading.Lock()
 
     # -- the subscription row -----------------------------------------------------------------
 
     def _load(self, conn: Any, tenant_id: str, now: datetime) -> tuple[Subscription, Mapping[str, Any]]:
+        row = self._row(conn, tenant_id)
+        return at(self._stored(row), now), row
+
+    def _row(self, conn: Any, tenant_id: str) -> Mapping[str, Any]:
         row = conn.execute(select(subscriptions).where(subscriptions.c.tenant_id == tenant_id)
                            .with_for_update()).mappings().first()
         if row is None:
             raise NotFound(f"No tenant {tenant_id!r}.")
-        return at(self._stored(row), now), row
+        return row
+
+    def _load_for_write(self, conn: Any, tenant_id: str, now: datetime) -> tuple[Subscription, Mapping[str, Any]]:
+        """`_load` in a write: a scheduled change that came due is stored first (with its
+        proration), so that whatever this write changes next starts from it."""
+        sub, row = self._load(conn, tenant_id, now)
+        if row["pending_at"] is not None and row["pending_at"] <= now and row["status"] == Status.ACTIVE.value:
+            self._save(conn, at(self._stored(row), row["pending_at"]), row["pending_at"], row)
+            row = self._row(conn, tenant_id)
+            sub = at(self._stored(row), now)
+        return sub, row
 
     def _stored(self, row: Mapping[str, Any]) -> Subscription:
         return subscription_from_row(row["tenant_id"], [row[c] for c in SUBSCRIPTION_COLUMNS], self.catalog,
@@ -132,7 +150,8 @@ class Lifecycle:
             came_due = row["pending_plan_id"] == new_plan and row["pending_at"] is not None and row["pending_at"] <= now
             changed_at = row["pending_at"] if came_due else now
             values.update(previous_plan_id=old_plan, plan_changed_at=changed_at)
-            if came_due and not self.provider.owns_billing and row["provider_subscription"] and sub.anchor:
+            if (came_due and not self.provider.owns_billing and row["provider_subscription"] and sub.anchor
+                    and sub.status is Status.ACTIVE):
                 credit = self._prorate_scheduled(conn, row, sub, changed_at)
                 if credit:
                     extra = {**extra, "credit": extra.get("credit", row["credit"]) + credit}
@@ -220,16 +239,18 @@ class Lifecycle:
         if base is not None and top is not None and base > top:
             raise InvalidInput("The base session limit cannot be above the highest session limit.")
         with self.db.write() as conn:
-            sub, row = self._load(conn, tenant_id, now)
+            sub, row = self._load_for_write(conn, tenant_id, now)
             started = start_plan(sub, plan, now, used=self._used(conn, tenant_id, TRIAL_COUNTER), offline=True)
             voided = self._void_open(conn, tenant_id)
             self._save(conn, started, now, row, terms=terms_to_json(terms), provider=None, provider_customer=None,
                        provider_subscription=None, billed_until=None, credit=0, previous_plan_id=None,
                        plan_changed_at=None)
-        # The plan the provider ran is over: nothing more is charged for it.
+        # The plan the provider ran is over: nothing more is charged for it, and no checkout left
+        # open can start another.
         for invoice_id in voided:
             self.provider.void(tenant_id, invoice_id)
-        if self.provider.owns_billing and row["provider_subscription"] and sub.status is Status.ACTIVE:
+        self.provider.expire_checkouts(tenant_id, row["provider_customer"])
+        if self.provider.owns_billing and row["provider_subscription"]:
             self.provider.end_now(row["provider_subscription"])
 
     # -- plan changes (R8) ---------------------------------------------------------------------
@@ -245,7 +266,7 @@ class Lifecycle:
             raise InvalidInput("A date goes only with when = 'custom_date'.")
         charge = False
         with self.db.write() as conn:
-            sub, row = self._load(conn, tenant_id, now)
+            sub, row = self._load_for_write(conn, tenant_id, now)
             if not sub.paid or sub.status is not Status.ACTIVE or sub.offline or row["provider"] is None:
                 raise Conflict("Plan changes need a paid subscription through the billing portal: subscribe first.")
             assert sub.plan is not None
@@ -287,7 +308,7 @@ class Lifecycle:
 
     def cancel_change(self, tenant_id: str, now: datetime) -> None:
         with self.db.write() as conn:
-            sub, row = self._load(conn, tenant_id, now)
+            sub, row = self._load_for_write(conn, tenant_id, now)
             if sub.pending is None:
                 raise Conflict("There is no scheduled plan change to cancel.")
             if not self.provider.owns_billing:
@@ -371,10 +392,10 @@ class Lifecycle:
         "applied"; "duplicate" for an event received before; "ignored" for one about no tenant here.
 
         A notification names an object; what is applied is that object as the provider has it now,
-        read after the tenant's row is locked, so that of two deliveries at once the one that
-        commits last also read last: any order of delivery ends in the provider's latest state.
-        The time is read again then too: a delivery that waited for the lock while the clock moved
-        applies what it reads at the time it reads it.
+        read again once this delivery holds the tenant (its row lock on PostgreSQL; on SQLite a lock
+        per tenant in this process, so that the database's one writer never waits for a provider),
+        so that of two deliveries at once the one applied last also read last: any order of
+        delivery ends in the provider's latest state. The time is read again then too.
         """
         now = clock()
         note = self.provider.verify(body, headers)
@@ -388,33 +409,64 @@ class Lifecycle:
         if isinstance(facts, DraftRenewal):
             self._add_overage(facts, now)  # before the provider finalizes it; once, by its idempotency key
         tenant_id = note.tenant_id or getattr(facts, "tenant_id", None)
+        applies = tenant_id is not None and facts is not None and not isinstance(facts, DraftRenewal)
         try:
-            with self.db.write() as conn:
-                conn.execute(insert(provider_events).values(
-                    provider=self.provider.name, event_id=note.id, type=note.type,
-                    tenant_id=tenant_id, payload=body.decode(), received_at=now))
-                if tenant_id is None or isinstance(facts, DraftRenewal) or facts is None:
-                    return "applied" if facts is not None else "ignored"
-                try:
-                    self._load(conn, tenant_id, now)  # the row lock, before reading the provider again
-                except NotFound:
-                    log.warning("%s event %s is about tenant %r, which is not here; stored, not applied",
-                                self.provider.name, note.id, tenant_id)
-                    return "ignored"
-                now = clock()
-                facts = self._facts(note, created)
-                if isinstance(facts, ProviderSubscription):
-                    self._sync_subscription(conn, facts, now)
-                elif isinstance(facts, ChargeState):
-                    self._sync_invoice(conn, facts.tenant_id, facts.invoice_id, facts.paid_at,
-                                       facts.first_failed_at, facts.failures, now)
-                elif isinstance(facts, InvoiceMirror):
-                    self._mirror_invoice(conn, facts, now)
+            if not applies:
+                with self.db.write() as conn:
+                    self._store_event(conn, note, tenant_id, body, now)
+                return "applied" if facts is not None else "ignored"
+            assert tenant_id is not None
+            if self.db.is_sqlite:
+                with self._tenant_lock(tenant_id):
+                    now, facts = clock(), self._facts(note, created)
+                    with self.db.write() as conn:
+                        self._store_event(conn, note, tenant_id, body, now)
+                        outcome = self._apply(conn, note, tenant_id, facts, now)
+            else:
+                with self.db.write() as conn:
+                    self._store_event(conn, note, tenant_id, body, now)
+                    if self._locked(conn, tenant_id):
+                        now, facts = clock(), self._facts(note, created)
+                    outcome = self._apply(conn, note, tenant_id, facts, now)
         except IntegrityError:
             return "duplicate"  # the same event, applied meanwhile by a concurrent delivery
-        if isinstance(facts, ProviderSubscription) and note.type in STARTS:
+        if outcome == "applied" and isinstance(facts, ProviderSubscription) and note.type in STARTS:
             self._after_start(facts)
+        return outcome
+
+    def _store_event(self, conn: Any, note: Notification, tenant_id: str | None, body: bytes, now: datetime) -> None:
+        conn.execute(insert(provider_events).values(provider=self.provider.name, event_id=note.id, type=note.type,
+                                                    tenant_id=tenant_id, payload=body.decode(), received_at=now))
+
+    def _locked(self, conn: Any, tenant_id: str) -> bool:
+        """Take the tenant's row lock; False if there is no such tenant."""
+        try:
+            self._row(conn, tenant_id)
+        except NotFound:
+            return False
+        return True
+
+    def _apply(self, conn: Any, note: Notification, tenant_id: str, facts: Any, now: datetime) -> str:
+        try:
+            if isinstance(facts, ProviderSubscription):
+                self._sync_subscription(conn, facts, now)
+            elif isinstance(facts, ChargeState):
+                self._sync_invoice(conn, facts.tenant_id, facts.invoice_id, facts.paid_at,
+                                   facts.first_failed_at, facts.failures, now)
+            elif isinstance(facts, InvoiceMirror):
+                self._mirror_invoice(conn, facts, now)
+        except NotFound:
+            log.warning("%s event %s is about tenant %r, which is not here; stored, not applied",
+                        self.provider.name, note.id, tenant_id)
+            return "ignored"
         return "applied"
+
+    @contextlib.contextmanager
+    def _tenant_lock(self, tenant_id: str) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._tenant_locks.setdefault(tenant_id, threading.Lock())
+        with lock:
+            yield
 
     def _facts(self, note: Notification, created: int) -> Any:
         """The object a notification names, as the provider has it now."""
@@ -430,13 +482,16 @@ class Lifecycle:
         """Once a plan runs, no other checkout of the tenant may start a second one; one that did
         (completed in a race) is ended at the provider."""
         with self.db.read() as conn:
-            current = conn.execute(select(subscriptions.c.provider_subscription)
-                                   .where(subscriptions.c.tenant_id == ps.tenant_id)).scalar()
+            row = conn.execute(select(subscriptions.c.provider_subscription, subscriptions.c.status)
+                               .where(subscriptions.c.tenant_id == ps.tenant_id)).first()
+        if row is None:
+            return
+        current, status = row
         if current == ps.id:
             self.provider.expire_checkouts(ps.tenant_id, ps.customer)
-        elif current is not None and ps.status in ("active", "past_due", "trialing"):
+        elif status == Status.ACTIVE.value and ps.status in ("active", "past_due", "trialing"):
             log.warning("tenant %s: a second subscription %s started while %s runs; ending it at the provider",
-                        ps.tenant_id, ps.id, current)
+                        ps.tenant_id, ps.id, current or "an offline plan")
             self.provider.end_now(ps.id)
 
     def _add_overage(self, draft: DraftRenewal, now: datetime) -> None:
@@ -462,7 +517,7 @@ class Lifecycle:
 
     def _mirror_invoice(self, conn: Any, m: InvoiceMirror, now: datetime) -> None:
         """The provider's invoice as it stands there, kept beside ours (Stripe's invoices)."""
-        sub, row = self._load(conn, m.tenant_id, now)  # the subscription first: the lock order of every write
+        sub, row = self._load_for_write(conn, m.tenant_id, now)  # the subscription first: the lock order of every write
         c = invoices.c
         old = conn.execute(select(invoices).where(c.tenant_id == m.tenant_id, c.id == m.id).with_for_update()) \
             .mappings().first()
@@ -482,7 +537,7 @@ class Lifecycle:
         self._save(conn, self._with_payment_state(conn, sub, row["provider_subscription"]), now, row)
 
     def _sync_subscription(self, conn: Any, ps: ProviderSubscription, now: datetime) -> None:
-        sub, row = self._load(conn, ps.tenant_id, now)
+        sub, row = self._load_for_write(conn, ps.tenant_id, now)
         extra: dict[str, Any] = {}
         if row["provider_subscription"] != ps.id:
             if sub.paid and sub.status is Status.ACTIVE:
@@ -544,7 +599,7 @@ class Lifecycle:
 
     def _sync_invoice(self, conn: Any, tenant_id: str, invoice_id: str, paid_at: datetime | None,
                       first_failed_at: datetime | None, failures: int, now: datetime) -> None:
-        sub, row = self._load(conn, tenant_id, now)  # the subscription first: the lock order of every write
+        sub, row = self._load_for_write(conn, tenant_id, now)  # the subscription first: the lock order of every write
         inv = conn.execute(select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)
                            .with_for_update()).mappings().first()
         if inv is None or inv["status"] != "open":

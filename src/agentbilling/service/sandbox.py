@@ -230,9 +230,14 @@ class SandboxProvider:
             raise Conflict(f"This checkout is {status}: open a new one from the Billing tab.")
         if number != CARD_OK:
             raise CardDeclined("Your card was declined. Try another card.")
+        tenant_id = self.checkout(checkout_id)["tenant_id"]
         with self.db.write() as conn:
-            co = conn.execute(select(sandbox_checkouts).where(sandbox_checkouts.c.id == checkout_id)
-                              .with_for_update()).mappings().first()
+            # The tenant's open checkouts, locked in one order: two completed at once never deadlock,
+            # and the second finds itself expired by the first.
+            conn.execute(select(sandbox_checkouts.c.id).where(sandbox_checkouts.c.tenant_id == tenant_id,
+                                                              sandbox_checkouts.c.status == "open")
+                         .order_by(sandbox_checkouts.c.id).with_for_update()).all()
+            co = conn.execute(select(sandbox_checkouts).where(sandbox_checkouts.c.id == checkout_id)).mappings().first()
             if co is None:
                 raise NotFound(f"No checkout {checkout_id!r}.")
             if co["status"] != "open":
