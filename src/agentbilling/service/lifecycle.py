@@ -430,8 +430,8 @@ class Lifecycle:
                     outcome = self._apply(conn, note, tenant_id, facts, now)
         except IntegrityError:
             return "duplicate"  # the same event, applied meanwhile by a concurrent delivery
-        if outcome == "applied" and isinstance(facts, ProviderSubscription) and note.type in STARTS:
-            self._after_start(facts)
+        if outcome == "applied" and isinstance(facts, ProviderSubscription):
+            self._after_start(facts, started=note.type in STARTS)
         return outcome
 
     def _store_event(self, conn: Any, note: Notification, tenant_id: str | None, body: bytes, now: datetime) -> None:
@@ -478,9 +478,10 @@ class Lifecycle:
             return self.provider.charge_state(note.invoice)
         return None
 
-    def _after_start(self, ps: ProviderSubscription) -> None:
-        """Once a plan runs, no other checkout of the tenant may start a second one; one that did
-        (completed in a race) is ended at the provider."""
+    def _after_start(self, ps: ProviderSubscription, *, started: bool) -> None:
+        """Once a plan runs, no other checkout of the tenant may start a second one; a provider
+        subscription that is not the running plan (started in a race, or left running after an
+        offline deal replaced it) is ended at the provider whenever one of its events comes."""
         with self.db.read() as conn:
             row = conn.execute(select(subscriptions.c.provider_subscription, subscriptions.c.status)
                                .where(subscriptions.c.tenant_id == ps.tenant_id)).first()
@@ -488,7 +489,8 @@ class Lifecycle:
             return
         current, status = row
         if current == ps.id:
-            self.provider.expire_checkouts(ps.tenant_id, ps.customer)
+            if started:
+                self.provider.expire_checkouts(ps.tenant_id, ps.customer)
         elif status == Status.ACTIVE.value and ps.status in ("active", "past_due", "trialing"):
             log.warning("tenant %s: a second subscription %s started while %s runs; ending it at the provider",
                         ps.tenant_id, ps.id, current or "an offline plan")
