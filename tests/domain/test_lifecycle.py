@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 from agentbilling.domain.card import Badge, Banner, banners, cards, session_limit_card
 from agentbilling.domain.gate import Refusal
 from agentbilling.domain.plan_change import PlanChange
-from agentbilling.domain.subscription import Payment, Status, at, standing, start_plan
+from agentbilling.domain.subscription import (
+    Payment,
+    Status,
+    at,
+    next_retry,
+    standing,
+    start_plan,
+    with_payment_failed,
+)
 from tests.domain.support import DAY, GROWTH, STARTER, T0, US, fast, paid_sub, trial_sub
 
 GRACE = 7 * DAY
@@ -124,3 +132,20 @@ def test_payment_issue_wins_over_canceled_and_both_over_active():
 
 def test_the_trial_never_has_a_payment_issue():
     assert standing(trial_sub(), T0 + DAY).payment is None
+
+
+def test_retries_fall_on_days_2_4_and_6_of_a_7_day_grace_then_stop():
+    failed_at = T0 + DAY
+    assert [next_retry(failed_at, n, GRACE) for n in (1, 2, 3, 4)] == [
+        failed_at + 2 * DAY, failed_at + 4 * DAY, failed_at + 6 * DAY, None]
+    assert next_retry(failed_at, 1, 3 * DAY) == failed_at + 2 * DAY  # a short grace keeps only what fits
+    assert next_retry(failed_at, 2, 3 * DAY) is None
+    assert next_retry(failed_at, 1, timedelta(0)) is None  # no grace: no retries
+
+
+def test_payment_state_follows_the_oldest_failed_charge_and_clears_when_paid():
+    sub = with_payment_failed(paid_sub(STARTER), T0 + DAY, GRACE)
+    assert (sub.payment_failed_at, sub.grace_ends_at) == (T0 + DAY, T0 + 8 * DAY)
+    assert with_payment_failed(sub, None, GRACE).payment(T0 + 2 * DAY) is None
+    ended = dataclasses.replace(sub, status=Status.EXPIRED)
+    assert with_payment_failed(ended, None, GRACE) == ended  # an ended plan keeps how it ended

@@ -246,5 +246,22 @@ def start_plan(sub: Subscription, plan: Plan, now: datetime, *, used: int, offli
     )
 
 
-def grace_ends(failed_at: datetime, grace: timedelta) -> datetime:
-    return failed_at + grace
+# A failed charge is tried again this long after the first failure, while the grace period runs (R10).
+RETRY_AFTER = (timedelta(days=2), timedelta(days=4), timedelta(days=6))
+
+
+def with_payment_failed(sub: Subscription, first_failed_at: datetime | None, grace: timedelta) -> Subscription:
+    """Payment issue from the first failed charge of the oldest unpaid invoice, with its grace
+    period (R10); None: paid up, Active again."""
+    if sub.status is not Status.ACTIVE:
+        return sub
+    if first_failed_at is None:
+        return dataclasses.replace(sub, payment_failed_at=None, grace_ends_at=None)
+    return dataclasses.replace(sub, payment_failed_at=first_failed_at, grace_ends_at=first_failed_at + grace)
+
+
+def next_retry(first_failed_at: datetime, failures: int, grace: timedelta) -> datetime | None:
+    """When an invoice that failed `failures` times is charged again: the next of the retries that
+    fall inside the grace period; None once they have all been tried."""
+    retries = [first_failed_at + d for d in RETRY_AFTER if d < grace]
+    return retries[failures - 1] if 0 < failures <= len(retries) else None

@@ -30,7 +30,15 @@ from agentbilling.domain.limits import kept_limit
 from agentbilling.domain.periods import add_months, period_at
 from agentbilling.domain.plan_change import PlanChange, When, check_target, effective_at
 from agentbilling.domain.plans import Catalog, Plan, Terms
-from agentbilling.domain.subscription import TRIAL_COUNTER, Status, Subscription, at, start_plan
+from agentbilling.domain.subscription import (
+    TRIAL_COUNTER,
+    Status,
+    Subscription,
+    at,
+    next_retry,
+    start_plan,
+    with_payment_failed,
+)
 from agentbilling.service.cursors import decode_cursor, encode_cursor
 from agentbilling.service.payments import (
     Checkout,
@@ -54,8 +62,6 @@ from agentbilling.storage.tables import (
 
 log = logging.getLogger(__name__)
 
-# A failed charge is tried again this long after the first failure, while the grace period runs.
-RETRY_AFTER = (timedelta(days=2), timedelta(days=4), timedelta(days=6))
 # A charge handed to the provider is not handed again before this, unless its webhook says so.
 LEASE = timedelta(minutes=10)
 US = timedelta(microseconds=1)
@@ -611,8 +617,7 @@ class Lifecycle:
             values: dict[str, Any] = {"status": "paid", "paid_at": paid_at, "next_attempt_at": None}
         else:
             assert first_failed_at is not None
-            retries = [first_failed_at + d for d in RETRY_AFTER if d < self.grace]
-            nxt = retries[failures - 1] if 0 < failures <= len(retries) else None
+            nxt = next_retry(first_failed_at, failures, self.grace)
             values = {"first_failed_at": first_failed_at, "attempts": max(inv["attempts"], failures),
                       "next_attempt_at": nxt}
         conn.execute(update(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)
@@ -621,15 +626,11 @@ class Lifecycle:
 
     def _with_payment_state(self, conn: Any, sub: Subscription, provider_subscription: str | None) -> Subscription:
         """Payment issue while an invoice of the running plan is unpaid after a failed charge (R10)."""
-        if sub.status is not Status.ACTIVE:
-            return sub
         c = invoices.c
         oldest = conn.execute(select(c.first_failed_at).where(
             c.tenant_id == sub.tenant_id, c.status == "open", c.first_failed_at.is_not(None),
             c.provider_subscription == provider_subscription).order_by(c.first_failed_at).limit(1)).scalar()
-        if oldest is None:
-            return dataclasses.replace(sub, payment_failed_at=None, grace_ends_at=None)
-        return dataclasses.replace(sub, payment_failed_at=oldest, grace_ends_at=oldest + self.grace)
+        return with_payment_failed(sub, oldest, self.grace)
 
     # -- what comes due as time passes ---------------------------------------------------------
 
