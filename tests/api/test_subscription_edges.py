@@ -256,3 +256,37 @@ def test_a_webhook_waiting_on_its_provider_holds_up_no_other_tenants_admission(c
     finally:
         sandbox.subscription, sandbox.deliver = real, deliver
     assert badges(client, acme) == ["Canceled subscription"]
+
+
+def test_what_the_provider_must_still_be_told_is_told_again_until_it_goes_through(client, billing, acme,
+                                                                                  monkeypatch):
+    """An offline deal over a failing plan voids its open invoice; the provider is down when told.
+    The void is kept and the next worker pass tells it again; then a new card charges nothing of it."""
+    from agentbilling.storage.tables import provider_commands
+
+    subscribe(client, acme, "mini")
+    add_card(client, "acme", CARD_CHARGES_FAIL)
+    advance(client, to=FEB_28)
+    real_void, calls = billing.sandbox.void, []
+
+    def down_once(tenant_id, invoice_id):
+        calls.append(invoice_id)
+        if len(calls) == 1:
+            raise ConnectionError("the provider is down")
+        real_void(tenant_id, invoice_id)
+
+    monkeypatch.setattr(billing.sandbox, "void", down_once)
+    r = client.put("/v1/tenants/acme/subscription", json={"plan_id": "maxi"}, headers=operator_headers())
+    assert r.status_code == 200, r.text  # the deal is made whatever the provider said
+
+    def pending():
+        with billing.db.read() as conn:
+            return conn.execute(select(provider_commands.c.kind, provider_commands.c.attempts)
+                                .where(provider_commands.c.done_at.is_(None))).all()
+
+    assert pending() == [("void", 1)]
+    billing.run_due()
+    assert pending() == [] and len(calls) == 2
+    paid_before = [c for c in charges(billing) if c[2]]
+    add_card(client, "acme", CARD_OK)
+    assert [c for c in charges(billing) if c[2]] == paid_before

@@ -54,6 +54,7 @@ from agentbilling.storage.rows import subscription_from_row, SUBSCRIPTION_COLUMN
 from agentbilling.storage.tables import (
     demo_requests,
     invoices,
+    provider_commands,
     provider_events,
     subscriptions,
     tenants,
@@ -247,17 +248,17 @@ class Lifecycle:
         with self.db.write() as conn:
             sub, row = self._load_for_write(conn, tenant_id, now)
             started = start_plan(sub, plan, now, used=self._used(conn, tenant_id, TRIAL_COUNTER), offline=True)
-            voided = self._void_open(conn, tenant_id)
+            # The plan the provider ran is over: nothing more is charged for it, and no checkout left
+            # open can start another.
+            for invoice_id in self._void_open(conn, tenant_id):
+                self._command(conn, tenant_id, "void", invoice_id, now)
+            self._command(conn, tenant_id, "expire_checkouts", row["provider_customer"], now)
+            if self.provider.owns_billing and row["provider_subscription"]:
+                self._command(conn, tenant_id, "end", row["provider_subscription"], now)
             self._save(conn, started, now, row, terms=terms_to_json(terms), provider=None, provider_customer=None,
                        provider_subscription=None, billed_until=None, credit=0, previous_plan_id=None,
                        plan_changed_at=None)
-        # The plan the provider ran is over: nothing more is charged for it, and no checkout left
-        # open can start another.
-        for invoice_id in voided:
-            self.provider.void(tenant_id, invoice_id)
-        self.provider.expire_checkouts(tenant_id, row["provider_customer"])
-        if self.provider.owns_billing and row["provider_subscription"]:
-            self.provider.end_now(row["provider_subscription"])
+        self.run_commands(now)
 
     # -- plan changes (R8) ---------------------------------------------------------------------
 
@@ -437,7 +438,7 @@ class Lifecycle:
         except IntegrityError:
             return "duplicate"  # the same event, applied meanwhile by a concurrent delivery
         if outcome == "applied" and isinstance(facts, ProviderSubscription):
-            self._after_start(facts, started=note.type in STARTS)
+            self._after_start(facts, now, started=note.type in STARTS)
         return outcome
 
     def _store_event(self, conn: Any, note: Notification, tenant_id: str | None, body: bytes, now: datetime) -> None:
@@ -484,7 +485,7 @@ class Lifecycle:
             return self.provider.charge_state(note.invoice)
         return None
 
-    def _after_start(self, ps: ProviderSubscription, *, started: bool) -> None:
+    def _after_start(self, ps: ProviderSubscription, now: datetime, *, started: bool) -> None:
         """Once a plan runs, no other checkout of the tenant may start a second one; a provider
         subscription that is not the running plan (started in a race, or left running after an
         offline deal replaced it) is ended at the provider whenever one of its events comes."""
@@ -496,11 +497,14 @@ class Lifecycle:
         current, status = row
         if current == ps.id:
             if started:
-                self.provider.expire_checkouts(ps.tenant_id, ps.customer)
+                with self.db.write() as conn:
+                    self._command(conn, ps.tenant_id, "expire_checkouts", ps.customer, now)
         elif status == Status.ACTIVE.value and ps.status in ("active", "past_due", "trialing"):
             log.warning("tenant %s: a second subscription %s started while %s runs; ending it at the provider",
                         ps.tenant_id, ps.id, current or "an offline plan")
-            self.provider.end_now(ps.id)
+            with self.db.write() as conn:
+                self._command(conn, ps.tenant_id, "end", ps.id, now)
+        self.run_commands(now)
 
     def _add_overage(self, draft: DraftRenewal, now: datetime) -> None:
         """The sessions beyond the included ones in the period that ended, on its renewal invoice,
@@ -645,6 +649,7 @@ class Lifecycle:
             ))).scalars().all()
         for tenant_id in tenants:
             self._advance_tenant(tenant_id, now)
+        self.run_commands(now)
         if self.provider.owns_billing:
             self._end_lapsed_at_provider()
         self.collect(now)
@@ -677,10 +682,46 @@ class Lifecycle:
                                   row["provider_subscription"], to_charge=True)
                 billed_until = new.end
             sub = at(stored, now)
-            voided = self._void_open(conn, tenant_id) if sub.status is not Status.ACTIVE else []
+            if sub.status is not Status.ACTIVE:  # ended (cancelled or unpaid): nothing more is charged for it
+                for invoice_id in self._void_open(conn, tenant_id):
+                    self._command(conn, tenant_id, "void", invoice_id, now)
             self._save(conn, sub, now, row, billed_until=billed_until, credit=credit)
-        for invoice_id in voided:  # ended (cancelled or unpaid): nothing more is charged for it
-            self.provider.void(tenant_id, invoice_id)
+
+    # -- what the provider must still be told ------------------------------------------------
+
+    def _command(self, conn: Any, tenant_id: str, kind: str, target: str | None, now: datetime) -> None:
+        conn.execute(insert(provider_commands).values(tenant_id=tenant_id, kind=kind, target=target, created_at=now))
+
+    def run_commands(self, now: datetime) -> int:
+        """Tell the provider what was decided and not yet told (after the deciding commit, and again
+        by every pass until it went through); how many went. At least once: each is idempotent."""
+        c = provider_commands.c
+        with self.db.read() as conn:
+            pending = conn.execute(select(c.id, c.tenant_id, c.kind, c.target).where(c.done_at.is_(None))
+                                   .order_by(c.id).limit(200)).all()
+        done = 0
+        for command_id, tenant_id, kind, target in pending:
+            try:
+                if kind == "void":
+                    self.provider.void(tenant_id, target)
+                elif kind == "end":
+                    self.provider.end_now(target)
+                elif kind == "expire_checkouts":
+                    self.provider.expire_checkouts(tenant_id, target)
+                else:
+                    raise ValueError(f"unknown provider command {kind!r}")
+            except Exception as err:  # the provider is down or refused: kept for the next pass
+                log.warning("provider command %s (%s %s) failed; kept for the next pass: %s", command_id, kind,
+                            target, err)
+                with self.db.write() as conn:
+                    conn.execute(update(provider_commands).where(c.id == command_id)
+                                 .values(attempts=c.attempts + 1, last_error=str(err)[:500]))
+                continue
+            with self.db.write() as conn:
+                conn.execute(update(provider_commands).where(c.id == command_id)
+                             .values(done_at=now, attempts=c.attempts + 1))
+            done += 1
+        return done
 
     def _end_lapsed_at_provider(self) -> None:
         """A plan that ended unpaid (R10) is ended at a provider that renews by itself, so that it

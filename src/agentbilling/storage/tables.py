@@ -180,6 +180,23 @@ provider_events = Table(
     PrimaryKeyConstraint("provider", "event_id"),
 )
 
+# What the service must still tell the provider after a commit (void an invoice, end a
+# subscription, expire checkouts): written in the transaction that decided it, carried out after,
+# and again by each worker pass until it went through. Each is idempotent at the provider.
+provider_commands = Table(
+    "provider_commands",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),  # void, end, expire_checkouts
+    Column("target", String(200)),  # the invoice, the subscription, or the customer
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Index("ix_provider_commands_pending", "done_at", "id"),
+)
+
 # Book a demo requests, for the operator.
 demo_requests = Table(
     "demo_requests",

@@ -39,6 +39,20 @@ def upgrade() -> None:
         batch_op.create_index('ix_invoices_next_attempt_at', ['next_attempt_at'], unique=False)
         batch_op.create_index('ix_invoices_tenant_created', ['tenant_id', 'created_at', 'id'], unique=False)
 
+    op.create_table('provider_commands',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('tenant_id', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('target', sa.String(length=200), nullable=True),
+    sa.Column('created_at', agentbilling.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('done_at', agentbilling.storage.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('attempts', sa.Integer(), server_default=sa.text('0'), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_provider_commands'))
+    )
+    with op.batch_alter_table('provider_commands', schema=None) as batch_op:
+        batch_op.create_index('ix_provider_commands_pending', ['done_at', 'id'], unique=False)
+
     op.create_table('provider_events',
     sa.Column('provider', sa.String(length=16), nullable=False),
     sa.Column('event_id', sa.String(length=200), nullable=False),
@@ -164,6 +178,10 @@ def downgrade() -> None:
     op.drop_table('sandbox_checkouts')
     op.drop_table('sandbox_charges')
     op.drop_table('provider_events')
+    with op.batch_alter_table('provider_commands', schema=None) as batch_op:
+        batch_op.drop_index('ix_provider_commands_pending')
+
+    op.drop_table('provider_commands')
     with op.batch_alter_table('invoices', schema=None) as batch_op:
         batch_op.drop_index('ix_invoices_tenant_created')
         batch_op.drop_index('ix_invoices_next_attempt_at')
