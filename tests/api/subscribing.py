@@ -64,6 +64,17 @@ def acme(client) -> TenantAccess:
     return setup_tenant(client, "acme")
 
 
+def undelivered(billing) -> list[Any]:
+    """The sandbox's events not yet delivered, in order: (id, body) rows."""
+    from sqlalchemy import select
+
+    from agentbilling.storage.tables import sandbox_events
+
+    e = sandbox_events.c
+    with billing.db.read() as conn:
+        return conn.execute(select(e.id, e.body).where(e.delivered_at.is_(None)).order_by(e.seq)).all()
+
+
 def checkout(client, access: TenantAccess, plan_id: str):
     return client.post("/v1/billing/checkout", json={"plan_id": plan_id}, headers=access.owner_headers)
 

@@ -9,7 +9,7 @@ import threading
 
 from sqlalchemy import select
 
-from agentbilling.storage.tables import sandbox_charges, sandbox_events, subscriptions
+from agentbilling.storage.tables import sandbox_charges, subscriptions
 from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
     acme,
     settings,
@@ -23,6 +23,7 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     invoices,
     portal_action,
     subscribe,
+    undelivered,
 )
 from tests.api.support import assert_problem, card
 from tests.conftest import operator_headers
@@ -107,14 +108,8 @@ def test_two_deliveries_about_one_subscription_at_once_end_in_the_providers_late
     subscribe(client, acme, "mini")
     sandbox, lifecycle = billing.sandbox, billing.lifecycle
     deliver, sandbox.deliver = sandbox.deliver, None
-
-    def outbox():
-        with billing.db.read() as conn:
-            return conn.execute(select(sandbox_events.c.id, sandbox_events.c.body)
-                                .where(sandbox_events.c.delivered_at.is_(None)).order_by(sandbox_events.c.seq)).all()
-
     portal_action(client, "acme", "cancel")
-    (first,) = outbox()
+    (first,) = undelivered(billing)
     real = sandbox.subscription
     stalled, go = threading.Event(), threading.Event()
 
@@ -132,7 +127,7 @@ def test_two_deliveries_about_one_subscription_at_once_end_in_the_providers_late
         thread.start()
         assert stalled.wait(10)
         portal_action(client, "acme", "resume")
-        (second,) = [e for e in outbox() if e.id != first.id]
+        (second,) = [e for e in undelivered(billing) if e.id != first.id]
         assert lifecycle.receive(second.body.encode(), sandbox.sign(second.id, second.body), billing.now) == "applied"
         go.set()
         thread.join(30)
@@ -226,9 +221,7 @@ def test_a_webhook_waiting_on_its_provider_holds_up_no_other_tenants_admission(c
     sandbox, lifecycle = billing.sandbox, billing.lifecycle
     deliver, sandbox.deliver = sandbox.deliver, None
     portal_action(client, "acme", "cancel")
-    with billing.db.read() as conn:
-        (event,) = conn.execute(select(sandbox_events.c.id, sandbox_events.c.body)
-                                .where(sandbox_events.c.delivered_at.is_(None))).all()
+    (event,) = undelivered(billing)
     real, reads = sandbox.subscription, []
     reading, admitted = threading.Event(), threading.Event()
 

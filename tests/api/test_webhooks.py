@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from sqlalchemy import func, select
 
 from agentbilling.service.facade import Billing
-from agentbilling.storage.tables import provider_events, sandbox_events
+from agentbilling.storage.tables import provider_events
 from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
     acme,
     settings,
@@ -27,6 +27,7 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     invoices,
     portal_action,
     subscribe,
+    undelivered,
 )
 from tests.api.support import assert_problem, card
 from tests.helpers import setup_tenant
@@ -49,10 +50,7 @@ class Held:
         self.sandbox.deliver = self.deliver
 
     def events(self) -> list[tuple[str, str]]:
-        with self.billing.db.read() as conn:
-            return [(r.id, r.body) for r in conn.execute(
-                select(sandbox_events.c.id, sandbox_events.c.body).where(sandbox_events.c.delivered_at.is_(None))
-                .order_by(sandbox_events.c.seq))]
+        return [(r.id, r.body) for r in undelivered(self.billing)]
 
 
 def post(client, billing: Billing, event_id: str, body: str, *, at: datetime | None = None,

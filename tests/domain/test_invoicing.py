@@ -52,3 +52,19 @@ def test_proration_is_between_zero_and_the_full_difference_and_a_downgrade_is_a_
     down = proration(CATALOG["scale"], CATALOG["starter"], period=FEB, now=now).total.amount
     assert 0 <= up <= 79900 - 4900
     assert down == -up or abs(down + up) <= 1
+
+
+def test_a_change_is_prorated_unless_scheduled_for_the_period_start_or_across_currencies():
+    from agentbilling.domain.invoicing import prorate_change
+    from agentbilling.domain.money import Money
+    from agentbilling.domain.periods import period_at
+    from tests.domain.support import GROWTH, STARTER, T0
+    import dataclasses
+
+    period = period_at(T0, T0)
+    assert prorate_change(STARTER, GROWTH, period=period, at=T0, scheduled=True) is None
+    assert prorate_change(STARTER, GROWTH, period=period, at=T0).total.amount == 19900 - 4900  # immediately
+    euro = dataclasses.replace(GROWTH, price=Money(19900, "EUR"))
+    assert prorate_change(STARTER, euro, period=period, at=T0) is None
+    mid = period.start + (period.end - period.start) / 2
+    assert prorate_change(GROWTH, STARTER, period=period, at=mid, scheduled=True).total.amount == -7500

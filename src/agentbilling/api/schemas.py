@@ -14,8 +14,7 @@ from agentbilling.domain.limits import MAX_LIMIT, SessionLimit
 from agentbilling.domain.metering import Session
 from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Plan, Terms
-from agentbilling.service.lifecycle import DemoRequest, Invoice
-from agentbilling.service.records import Admission, BillingView, Tenant, User
+from agentbilling.service.records import Admission, BillingView, DemoRequest, Invoice, Tenant, User
 
 LOCALE = "en_US"
 

@@ -75,3 +75,14 @@ def proration(old: Plan, new: Plan, *, period: Period, now: datetime) -> Invoice
     amount = round(difference * left)
     line = InvoiceLine(f"{old.name} to {new.name}, prorated for the rest of the period", 1, amount, amount)
     return InvoiceDraft(new.price.currency, (line,))
+
+
+def prorate_change(old: Plan, new: Plan, *, period: Period, at: datetime, scheduled: bool = False) -> InvoiceDraft | None:
+    """What a plan change at `at` charges (or, negative, credits) for the rest of the period; None
+    when there is nothing to prorate: between a plan without a price or in another currency, or for
+    a scheduled change at the period's start (the renewal made then bills the new plan already)."""
+    if scheduled and at == period.start:
+        return None
+    if old.price is None or new.price is None or old.price.currency != new.price.currency:
+        return None
+    return proration(old, new, period=period, now=at)

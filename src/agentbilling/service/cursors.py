@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Row, Select, and_, or_
 
 from agentbilling.domain.errors import InvalidInput
+from agentbilling.storage.db import Database
+
+T = TypeVar("T")
 
 
 def encode_cursor(at: datetime, item_id: str) -> str:
@@ -25,3 +32,20 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return moment, sid
     except (ValueError, TypeError):
         raise InvalidInput("The cursor is not one this API handed out.") from None
+
+
+def newest_first(
+    db: Database, query: Select[Any], at: ColumnElement[datetime], ident: ColumnElement[str], cursor: str | None,
+    limit: int, item: Callable[[Row[Any]], T], key: Callable[[T], tuple[datetime, str]],
+) -> tuple[list[T], str | None]:
+    """One page of `query`, newest first, keyset-paged on (`at`, `ident`): a page costs the same at
+    any depth. The items, and the cursor of the next page (None on the last)."""
+    if not 1 <= limit <= 100:
+        raise InvalidInput("limit must be between 1 and 100.")
+    if cursor:
+        moment, last = decode_cursor(cursor)
+        query = query.where(or_(at < moment, and_(at == moment, ident < last)))
+    with db.read() as conn:
+        rows = conn.execute(query.order_by(at.desc(), ident.desc()).limit(limit + 1)).all()
+    data = [item(r) for r in rows[:limit]]
+    return data, encode_cursor(*key(data[-1])) if len(rows) > limit else None

@@ -24,11 +24,21 @@ from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog, Plan, Terms
 from agentbilling.service import clocks, views
 from agentbilling.service.accounts import Accounts
-from agentbilling.service.lifecycle import DemoRequest, Invoice, Lifecycle
+from agentbilling.service.lifecycle import Lifecycle
 from agentbilling.service.payments import Checkout, PaymentProvider
 from agentbilling.service.sandbox import SandboxProvider
 from agentbilling.service.stripe_provider import StripeProvider
-from agentbilling.service.records import Admission, BillingView, IssuedToken, NewApiKey, Page, Tenant, User
+from agentbilling.service.records import (
+    Admission,
+    BillingView,
+    DemoRequest,
+    Invoice,
+    IssuedToken,
+    NewApiKey,
+    Page,
+    Tenant,
+    User,
+)
 from agentbilling.service.subscriptions import Subscriptions
 from agentbilling.service.tokens import TokenSigner, hash_api_key
 from agentbilling.settings import Settings

@@ -16,18 +16,17 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agentbilling.domain import invoicing
 from agentbilling.domain.errors import Conflict, InvalidInput, NotFound
 from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
 from agentbilling.domain.limits import kept_limit
-from agentbilling.domain.periods import add_months, period_at
+from agentbilling.domain.periods import Period, add_months, period_at
 from agentbilling.domain.plan_change import PlanChange, When, check_target, effective_at
 from agentbilling.domain.plans import Catalog, Plan, Terms
 from agentbilling.domain.subscription import (
@@ -39,7 +38,8 @@ from agentbilling.domain.subscription import (
     start_plan,
     with_payment_failed,
 )
-from agentbilling.service.cursors import decode_cursor, encode_cursor
+from agentbilling.service.cursors import newest_first
+from agentbilling.service.records import DemoRequest, Invoice
 from agentbilling.service.payments import (
     Checkout,
     ChargeState,
@@ -67,31 +67,6 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=10)
 US = timedelta(microseconds=1)
 STARTS = ("checkout.completed", "checkout.session.completed", "customer.subscription.created")
-
-
-@dataclass(frozen=True, slots=True)
-class Invoice:
-    id: str
-    kind: str
-    status: str
-    currency: str
-    total: int
-    lines: list[InvoiceLine]
-    period_start: datetime
-    period_end: datetime
-    created_at: datetime
-    paid_at: datetime | None
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class DemoRequest:
-    id: str
-    tenant_id: str
-    plan_id: str
-    user_id: str | None
-    message: str | None
-    created_at: datetime
 
 
 def _invoice(row: Mapping[str, Any]) -> Invoice:
@@ -169,21 +144,25 @@ class Lifecycle:
         conn.execute(update(subscriptions).where(subscriptions.c.tenant_id == sub.tenant_id).values(**values))
 
     def _prorate_scheduled(self, conn: Any, row: Mapping[str, Any], sub: Subscription, moment: datetime) -> int:
-        """The invoice of a scheduled change that took effect mid-period (an upgrade), made once
-        (its id is the change's moment); the credit a downgrade leaves, to add to the tenant's."""
-        assert sub.anchor is not None
-        period = period_at(sub.anchor, moment)
-        old, new = self.catalog.get(row["plan_id"]), sub.plan
-        if period.start == moment or old is None or new is None or old.price is None or new.price is None:
-            return 0  # at a period's start the renewal bills the new plan; nothing to prorate
-        if old.price.currency != new.price.currency:
+        """A scheduled change that took effect mid-period, prorated as an immediate one is; made
+        once (its invoice's id is the change's moment)."""
+        assert sub.anchor is not None and sub.plan is not None
+        old = self.catalog.get(row["plan_id"])
+        if old is None:
             return 0
-        draft = invoicing.proration(old, new, period=period, now=moment)
+        return self._prorate(conn, row, old, sub.plan, period_at(sub.anchor, moment), moment,
+                             f"pc_{row['provider_subscription'][-12:]}_{moment:%Y%m%d%H%M%S}", scheduled=True)
+
+    def _prorate(self, conn: Any, row: Mapping[str, Any], old: Plan, new: Plan, period: Period, moment: datetime,
+                 invoice_id: str, *, scheduled: bool = False) -> int:
+        """The invoice of a change from `old` to `new` at `moment`: an upgrade's is charged, a
+        downgrade's is a credit note; the credit it leaves the tenant (minor units)."""
+        draft = invoicing.prorate_change(old, new, period=period, at=moment, scheduled=scheduled)
+        if draft is None or not draft.total.amount:
+            return 0
         amount = draft.total.amount
-        if amount > 0:
-            self._add_invoice(conn, sub.tenant_id, f"pc_{row['provider_subscription'][-12:]}_{moment:%Y%m%d%H%M%S}",
-                              "proration", draft, period.start, period.end, moment, row["provider_subscription"],
-                              to_charge=True)
+        self._add_invoice(conn, row["tenant_id"], invoice_id, "proration", draft, period.start, period.end, moment,
+                          row["provider_subscription"], to_charge=amount > 0)
         return max(0, -amount)
 
     def _void_open(self, conn: Any, tenant_id: str) -> list[str]:
@@ -288,16 +267,11 @@ class Lifecycle:
             if self.provider.owns_billing:
                 pass  # the provider changes it (below, outside this transaction); its answer is stored
             elif when_ is When.IMMEDIATELY:
-                draft = invoicing.proration(sub.plan, target, period=period, now=now)
+                credit = self._prorate(conn, row, sub.plan, target, period, now, "pr_" + secrets.token_hex(10))
+                charge = credit == 0
                 changed = dataclasses.replace(sub, plan=target, pending=None,
                                               custom_limit=kept_limit(sub.custom_limit, target))
-                amount = draft.total.amount
-                credit = row["credit"] + max(0, -amount)
-                self._save(conn, changed, now, row, terms=None, credit=credit)
-                if amount:
-                    charge = amount > 0
-                    self._add_invoice(conn, tenant_id, "pr_" + secrets.token_hex(10), "proration", draft, period.start,
-                                      period.end, now, row["provider_subscription"], to_charge=charge)
+                self._save(conn, changed, now, row, terms=None, credit=row["credit"] + credit)
             else:
                 self._save(conn, dataclasses.replace(sub, pending=PlanChange(target, moment)), now, row)
         if self.provider.owns_billing:
@@ -344,18 +318,9 @@ class Lifecycle:
         return True
 
     def invoices(self, tenant_id: str, cursor: str | None, limit: int) -> tuple[list[Invoice], str | None]:
-        if not 1 <= limit <= 100:
-            raise InvalidInput("limit must be between 1 and 100.")
-        q = select(invoices).where(invoices.c.tenant_id == tenant_id)
-        if cursor:
-            created, iid = decode_cursor(cursor)
-            q = q.where(or_(invoices.c.created_at < created, and_(invoices.c.created_at == created, invoices.c.id < iid)))
-        q = q.order_by(invoices.c.created_at.desc(), invoices.c.id.desc()).limit(limit + 1)
-        with self.db.read() as conn:
-            rows = conn.execute(q).mappings().all()
-        data = [_invoice(r) for r in rows[:limit]]
-        nxt = encode_cursor(data[-1].created_at, data[-1].id) if len(rows) > limit else None
-        return data, nxt
+        return newest_first(self.db, select(invoices).where(invoices.c.tenant_id == tenant_id), invoices.c.created_at,
+                            invoices.c.id, cursor, limit, lambda r: _invoice(r._mapping),
+                            lambda i: (i.created_at, i.id))
 
     def invoice(self, tenant_id: str, invoice_id: str) -> Invoice:
         with self.db.read() as conn:
@@ -380,17 +345,8 @@ class Lifecycle:
         return req
 
     def demo_requests(self, cursor: str | None, limit: int) -> tuple[list[DemoRequest], str | None]:
-        if not 1 <= limit <= 100:
-            raise InvalidInput("limit must be between 1 and 100.")
-        c = demo_requests.c
-        q = select(demo_requests)
-        if cursor:
-            created, rid = decode_cursor(cursor)
-            q = q.where(or_(c.created_at < created, and_(c.created_at == created, c.id < rid)))
-        with self.db.read() as conn:
-            rows = conn.execute(q.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)).mappings().all()
-        data = [DemoRequest(**r) for r in rows[:limit]]
-        return data, encode_cursor(data[-1].created_at, data[-1].id) if len(rows) > limit else None
+        return newest_first(self.db, select(demo_requests), demo_requests.c.created_at, demo_requests.c.id, cursor,
+                            limit, lambda r: DemoRequest(**r._mapping), lambda d: (d.created_at, d.id))
 
     # -- the provider's webhooks ---------------------------------------------------------------
 
@@ -660,8 +616,7 @@ class Lifecycle:
                                .with_for_update()).mappings().first()
             if row is None:
                 return
-            stored = subscription_from_row(tenant_id, [row[c] for c in SUBSCRIPTION_COLUMNS], self.catalog,
-                                           lambda v: v)
+            stored = self._stored(row)
             billed_until, credit = row["billed_until"], row["credit"]
             # Renew period by period: at each boundary the plan in force then (a change due at the
             # boundary first, as a provider applies a schedule's phase before the renewal).
@@ -766,8 +721,7 @@ class Lifecycle:
         with self.db.read() as conn:
             rows = conn.execute(select(subscriptions).where(c.status == Status.ACTIVE.value)).mappings().all()
             for row in rows:
-                sub = subscription_from_row(row["tenant_id"], [row[k] for k in SUBSCRIPTION_COLUMNS], self.catalog,
-                                            lambda v: v)
+                sub = self._stored(row)
                 candidates = [sub.pending.effective_at if sub.pending else None, sub.cancel_at, sub.lapses_at(),
                               sub.grace_ends_at, row["billed_until"] if row["provider"] else None]
                 moments += [m for m in candidates if m is not None and m > after]

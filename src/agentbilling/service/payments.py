@@ -119,6 +119,11 @@ class Notification:
 
 
 class PaymentProvider(Protocol):
+    """What every provider does. One that leaves billing to agentbilling (`owns_billing` False,
+    the sandbox) also charges: `charge`, `charge_state`. One that owns it (Stripe) also changes the
+    subscription and reports its invoices: `change_now`, `change_later`, `cancel_change`,
+    `invoice_facts`, `add_overage` (see service/stripe_provider.py)."""
+
     name: str
     owns_billing: bool  # the provider renews, invoices and retries (Stripe); else agentbilling does
 

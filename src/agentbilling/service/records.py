@@ -7,6 +7,7 @@ from datetime import datetime
 
 from agentbilling.domain.card import Banner, Card
 from agentbilling.domain.gate import Refusal
+from agentbilling.domain.invoicing import InvoiceLine
 from agentbilling.domain.limits import SessionLimit
 from agentbilling.domain.metering import Session
 from agentbilling.domain.plans import Plan
@@ -60,3 +61,28 @@ class BillingView:
 class Page:
     data: list[Session]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    id: str
+    kind: str
+    status: str
+    currency: str
+    total: int
+    lines: list[InvoiceLine]
+    period_start: datetime
+    period_end: datetime
+    created_at: datetime
+    paid_at: datetime | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRequest:
+    id: str
+    tenant_id: str
+    plan_id: str
+    user_id: str | None
+    message: str | None
+    created_at: datetime

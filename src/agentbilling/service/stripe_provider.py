@@ -28,7 +28,6 @@ import stripe
 from agentbilling.domain.errors import Conflict
 from agentbilling.domain.plans import Catalog, Plan
 from agentbilling.service.payments import (
-    ChargeState,
     Checkout,
     DraftRenewal,
     InvoiceMirror,
@@ -154,10 +153,6 @@ class StripeProvider:
                     "currency": draft.currency, "description": description},
             options={"idempotency_key": f"overage-{draft.invoice_id}"})
 
-    def charge(self, tenant_id: str, invoice_id: str, amount: int, currency: str, attempt: str,
-               now: datetime) -> None:
-        raise AssertionError("Stripe charges its own invoices")
-
     def deliver_pending(self) -> int:
         return 0  # Stripe delivers its own events
 
@@ -274,6 +269,3 @@ class StripeProvider:
             next_attempt_at=_dt(inv.get("next_payment_attempt")),
             failed_at=_dt(event_created) if event_type == "invoice.payment_failed" else None,
         )
-
-    def charge_state(self, invoice_id: str) -> ChargeState | None:
-        return None  # Stripe's invoices are mirrored whole (`invoice_facts`)

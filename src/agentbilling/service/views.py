@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from agentbilling.domain.card import banners, cards, session_limit_card
-from agentbilling.domain.errors import InvalidInput
-from agentbilling.service.cursors import decode_cursor, encode_cursor
+from agentbilling.service.cursors import newest_first
 from agentbilling.domain.plans import Catalog
 from agentbilling.service.records import Admission, BillingView, Page
 from agentbilling.storage.db import Database
@@ -30,18 +29,9 @@ def billing_view(metering: MeteringStore, catalog: Catalog, tenant_id: str, now:
 
 
 def list_sessions(db: Database, tenant_id: str, cursor: str | None, limit: int) -> Page:
-    """Newest first, keyset-paged on (started_at, id) so a page costs the same at any depth."""
-    if not 1 <= limit <= 100:
-        raise InvalidInput("limit must be between 1 and 100.")
+    """Newest first, keyset-paged on (started_at, id)."""
     cols = [sessions.c[name] for name in SESSION_COLUMNS]
-    query = select(*cols).where(sessions.c.tenant_id == tenant_id)
-    if cursor:
-        started, sid = decode_cursor(cursor)
-        query = query.where(or_(sessions.c.started_at < started,
-                                and_(sessions.c.started_at == started, sessions.c.id < sid)))
-    query = query.order_by(sessions.c.started_at.desc(), sessions.c.id.desc()).limit(limit + 1)
-    with db.read() as conn:
-        rows = conn.execute(query).all()
-    data = [session_from_row(r, same) for r in rows[:limit]]
-    more = len(rows) > limit
-    return Page(data, encode_cursor(data[-1].started_at, data[-1].id) if more else None)
+    data, nxt = newest_first(db, select(*cols).where(sessions.c.tenant_id == tenant_id), sessions.c.started_at,
+                             sessions.c.id, cursor, limit, lambda r: session_from_row(r, same),
+                             lambda s: (s.started_at, s.id))
+    return Page(data, nxt)
