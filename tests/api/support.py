@@ -9,8 +9,19 @@ from tests.helpers import TenantAccess
 
 PROBLEM_TYPE_BASE = "https://agentbilling.dev/problems/"
 SUBSCRIPTION_ENDED = "Your subscription has ended. Please upgrade your plan to continue."
+SUBSCRIPTION_ENDED_HELP = "The trial or plan has expired. Subscribe to a paid plan in the Plans section."
+PAYMENT_OVERDUE_HELP = "Click Manage on the subscription card and settle the failed payment in the billing portal."
 LIMIT_REACHED = "Session limit has been reached"
 LIMIT_ALMOST = "Session limit almost reached"
+
+
+def assert_page(response, status: int, text: str | None = None) -> str:
+    """A refusal of the Billing tab's pages: a page for a person (not problem+json) with the status."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html"), response.headers
+    if text is not None:
+        assert text in response.text, response.text
+    return response.text
 
 
 def assert_problem(response, status: int, type_suffix: str | None = None, detail: str | None = None) -> dict[str, Any]:

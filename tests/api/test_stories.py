@@ -13,6 +13,7 @@ from tests.api.support import (
     LIMIT_ALMOST,
     LIMIT_REACHED,
     SUBSCRIPTION_ENDED,
+    SUBSCRIPTION_ENDED_HELP,
     admission,
     assert_problem,
     card,
@@ -101,7 +102,7 @@ def test_the_trial_ends_when_its_days_run_out(client):
     tab = view(client, acme)
     assert tab["cards"][0]["badge"] == "Expired subscription"
     assert tab["cards"][0]["trial_days_left"] == 0
-    assert tab["banners"] == [{"title": "Expired subscription", "text": SUBSCRIPTION_ENDED}]
+    assert tab["banners"] == [{"title": SUBSCRIPTION_ENDED, "text": SUBSCRIPTION_ENDED_HELP}]
     assert admission(client, acme) == {"accepting": False, "reason": "subscription-ended",
                                        "message": SUBSCRIPTION_ENDED}
     # The refusal counted nothing and left no session behind.

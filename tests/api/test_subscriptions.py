@@ -26,7 +26,14 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     refused,
     subscribe,
 )
-from tests.api.support import SUBSCRIPTION_ENDED, LIMIT_REACHED, assert_problem, card, view
+from tests.api.support import (
+    LIMIT_REACHED,
+    PAYMENT_OVERDUE_HELP,
+    SUBSCRIPTION_ENDED,
+    assert_problem,
+    card,
+    view,
+)
 from tests.conftest import operator_headers
 from tests.helpers import advance, open_session, setup_tenant
 
@@ -231,7 +238,7 @@ def test_a_failed_renewal_gives_grace_then_overdue_then_a_new_card_makes_it_acti
     refused(client, acme, "overdue", "payment-overdue", PAYMENT_OVERDUE)
     v = view(client, acme)
     assert [c["badge"] for c in v["cards"]] == ["Payment issue"]
-    assert v["banners"] == [{"title": "Payment issue", "text": PAYMENT_OVERDUE}]
+    assert v["banners"] == [{"title": PAYMENT_OVERDUE, "text": PAYMENT_OVERDUE_HELP}]
     r = client.get("/v1/admission", headers=acme.key_headers).json()
     assert r == {"accepting": False, "reason": "payment-overdue", "message": PAYMENT_OVERDUE}
 

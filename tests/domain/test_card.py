@@ -150,7 +150,8 @@ def test_no_banner_while_agents_run():
 
 
 def test_banner_for_an_ended_subscription():
-    expected = [Banner("Expired subscription", "Your subscription has ended. Please upgrade your plan to continue.")]
+    expected = [Banner("Your subscription has ended. Please upgrade your plan to continue.",
+                       "The trial or plan has expired. Subscribe to a paid plan in the Plans section.")]
     assert banners(standing(trial_sub(), T0 + 14 * DAY), 0) == expected  # trial out of days
     assert banners(standing(trial_sub(), T0 + DAY), 50) == expected  # trial out of sessions
     assert banners(standing(paid_sub(STARTER, status=Status.EXPIRED), T0 + DAY), 0) == expected
@@ -170,7 +171,8 @@ def test_banner_for_a_reached_limit():
 def test_banner_for_an_overdue_payment():
     st_ = dataclasses.replace(standing(paid_sub(STARTER), T0 + DAY), closed=Refusal.PAYMENT_OVERDUE)
     assert banners(st_, 0) == [
-        Banner("Payment issue", "Your payment is overdue and the grace period has expired.")
+        Banner("Your payment is overdue and the grace period has expired.",
+               "Click Manage on the subscription card and settle the failed payment in the billing portal.")
     ]
 
 

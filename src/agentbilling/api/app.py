@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from agentbilling import __version__
-from agentbilling.api import billing, operator, portal, problems, runtime, web, webhooks
+from agentbilling.api import billing, operator, portal, problems, runtime, web, web_forms, webhooks
 from agentbilling.api.fast_admission import FastAdmission
 from agentbilling.api.idempotency import IdempotencyMiddleware
 from agentbilling.service.facade import Billing, connect
@@ -41,12 +43,15 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     )
     app.state.billing = service
     problems.install(app)
+    web.install(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(FastAdmission)  # outermost: the gate's requests skip the rest
     app.include_router(runtime.router)  # the hot path, matched first
     app.include_router(operator.router)
     app.include_router(billing.router)
     app.include_router(web.router)
+    app.include_router(web_forms.router)
+    app.mount("/billing/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="billing-static")
     app.include_router(portal.router)
     app.include_router(webhooks.router)
 

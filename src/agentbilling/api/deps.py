@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Annotated
 
@@ -12,7 +13,9 @@ from agentbilling.service.facade import Billing
 from agentbilling.service.records import User
 
 SESSION_COOKIE = "agentbilling_session"
-BILLING_OFF = "Billing is handled outside the portal. Ask your administrator."
+CSRF_HEADER = "X-CSRF-Token"
+BILLING_OFF = "Billing is handled outside the portal — ask your administrator."
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def get_billing(request: Request) -> Billing:
@@ -63,16 +66,36 @@ def tenant_from_key(request: Request, billing: BillingDep) -> str:
     return tenant_id
 
 
+def csrf_token(billing: Billing, session_token: str) -> str:
+    """The CSRF token of a cookie session: bound to it, so it is worth nothing with another one."""
+    return hmac.new(billing.secret.encode(), b"billing-tab-csrf:" + session_token.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_ok(billing: Billing, session_token: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), csrf_token(billing, session_token).encode())
+
+
 def billing_user(request: Request, billing: BillingDep) -> User:
-    """A user with billing rights; everyone else finds no billing here (404, R13)."""
-    token = bearer(request) or request.cookies.get(SESSION_COOKIE)
+    """A user with billing rights; everyone else finds no billing here (404, R13).
+
+    A bearer token, or the Billing tab's cookie session; a change made through the cookie must
+    carry the session's CSRF token in the X-CSRF-Token header (else 403, nothing changed).
+    """
+    token = bearer(request)
+    from_cookie = token is None
+    if from_cookie:
+        token = request.cookies.get(SESSION_COOKIE)
     user = billing.user_for_token(token) if token else None
-    if user is None:
+    if user is None or token is None:
         raise _unauthorized("A valid user token is required (Authorization: Bearer <token>).")
     if not billing.settings.billing_enabled:
         raise Problem(404, "billing-unavailable", BILLING_OFF)
     if not user.billing_visible:
         raise Problem(404, "not-found", "Not found")
+    if from_cookie and request.method not in SAFE_METHODS and not csrf_ok(
+            billing, token, request.headers.get(CSRF_HEADER)):
+        raise Problem(403, "csrf-token-invalid",
+                      "A change made with the Billing tab's cookie needs its CSRF token in the X-CSRF-Token header.")
     return user
 
 

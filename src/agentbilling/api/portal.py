@@ -17,11 +17,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from agentbilling.api.deps import BillingDep
 from agentbilling.api.problems import from_domain
-from agentbilling.api.schemas import format_money
-from agentbilling.api.web import FORMATTERS, templates
+from agentbilling.api.pages import formatters, locale_of, templates
 from agentbilling.domain.card import Badge, Card
 from agentbilling.domain.errors import DomainError, InvalidInput, NotFound
-from agentbilling.domain.money import Money
 from agentbilling.service.facade import Billing
 from agentbilling.service.sandbox import CARD_CHARGES_FAIL, CARD_DECLINED, CARD_OK, SandboxProvider, last4
 
@@ -33,8 +31,6 @@ CSRF_REFUSED = "This form's security token is missing or wrong. Reload the page 
 CONFIRM_CANCEL = "Tick “I want to cancel” to confirm Cancel subscription."
 
 _CONTEXT = {
-    **FORMATTERS,
-    "amount": lambda minor, currency: format_money(Money(minor, currency)),
     "test_cards": [(CARD_OK, "succeeds"), (CARD_CHARGES_FAIL, "charges fail"), (CARD_DECLINED, "declined")],
 }
 
@@ -54,7 +50,7 @@ def _csrf_ok(billing: Billing, key: str, given: str) -> bool:
 
 
 def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {**_CONTEXT, **context}, status_code=status)
+    return templates.TemplateResponse(request, name, {**formatters(locale_of(request)), **_CONTEXT, **context}, status_code=status)
 
 
 def _error_page(request: Request, status: int, message: str) -> HTMLResponse:

@@ -1,62 +1,151 @@
-"""The Billing tab's pages: sign-in by login link (a cookie session) and the tab itself."""
+"""The Billing tab: sign-in by login link (a cookie session), the tab, and what is shared by its forms.
+
+Every page and form of the tab answers 404 to a user without billing rights (R13): for them it
+does not exist. Every form carries the session's CSRF token; a post without the right one is a
+403 page that changes nothing.
+"""
 
 from __future__ import annotations
 
-from datetime import date as Date
-from datetime import datetime as DateTime
-from pathlib import Path
+from datetime import timedelta
+from typing import Annotated, Any
 
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_decimal
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.templating import Jinja2Templates
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException
 
-from agentbilling.api.deps import BILLING_OFF, SESSION_COOKIE, BillingDep
-from agentbilling.api.problems import Problem
-from agentbilling.api.schemas import LOCALE, format_money
+from agentbilling.api.charts import usage_chart
+from agentbilling.api.deps import BILLING_OFF, SESSION_COOKIE, BillingDep, csrf_ok, csrf_token
+from agentbilling.api.pages import formatters, locale_of, page
+from agentbilling.api.problems import from_domain
 from agentbilling.domain.card import Badge
+from agentbilling.domain.errors import DomainError
+from agentbilling.domain.plan_change import MAX_AHEAD
+from agentbilling.service.facade import Billing
+from agentbilling.service.records import User
 
 router = APIRouter(tags=["billing tab"])
-templates = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 
-_BADGE_CLASS = {Badge.ACTIVE: "active", Badge.EXPIRED: "expired", Badge.TRIAL_ENDING_SOON: "soon",
-                Badge.PAYMENT_ISSUE: "issue", Badge.CANCELED: "issue", Badge.UPCOMING: "soon"}
+CsrfField = Annotated[str, Form()]
+CSRF_REFUSED = "This form's security token is missing or wrong. Reload the page and try again."
+SIGN_IN = "Sign in through a login link from your platform to open the Billing tab."
+NOT_FOUND = "There is no such page."
 
-
-FORMATTERS = {
-    "money": format_money,
-    "number": lambda n: format_decimal(n, locale=LOCALE),
-    "date": lambda d: format_date(d, format="medium", locale=LOCALE) if isinstance(d, Date) else "",
-    "datetime": lambda d: format_datetime(d, format="medium", locale=LOCALE) if isinstance(d, DateTime) else "",
-    "badge_class": lambda b: _BADGE_CLASS.get(b, ""),
+# What a form that went through says when the tab shows again (post, redirect, get).
+DONE = {
+    "limit-set": "Session limit saved.",
+    "limit-reset": "Session limit reset to the plan's base limit.",
+    "plan-change": "Subscription updated.",
+    "plan-change-canceled": "Scheduled plan canceled.",
+    "demo": "Request received",
 }
+
+
+class PageRefused(HTTPException):
+    """A page the reader cannot have, shown as a page (not problem+json): 401, 403 or 404."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, message)
+        self.message = message
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(PageRefused)
+    async def refused(request: Request, exc: PageRefused) -> Response:
+        heading = {401: "Sign in", 403: "Forbidden", 404: "Not found"}.get(exc.status_code, "Billing")
+        return page(request, "billing_message.html", {"heading": heading, "message": exc.message}, exc.status_code)
+
+
+def signed_in(request: Request, billing: Billing) -> tuple[User, str]:
+    """The user of the cookie session and its token; a user without billing rights finds nothing (404)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    user = billing.user_for_token(token) if token else None
+    if user is None or token is None:
+        raise PageRefused(401, SIGN_IN)
+    if billing.settings.billing_enabled and not user.billing_visible:
+        raise PageRefused(404, NOT_FOUND)
+    return user, token
+
+
+def form_user(request: Request, billing: Billing, csrf: str) -> User:
+    """The user behind a form post: signed in, with billing rights, billing on, the right CSRF token."""
+    user, token = signed_in(request, billing)
+    if not billing.settings.billing_enabled:
+        raise PageRefused(404, BILLING_OFF)
+    if not csrf_ok(billing, token, csrf):
+        raise PageRefused(403, CSRF_REFUSED)
+    return user
+
+
+def back_to_tab(done: str, anchor: str = "") -> RedirectResponse:
+    return RedirectResponse(f"/billing?done={done}{anchor}", status_code=303)
+
+
+def status_of(err: DomainError) -> int:
+    return from_domain(err).status
+
+
+def tab_context(request: Request, billing: Billing, user: User, token: str) -> dict[str, Any]:
+    """Everything the tab and its dialogs' own pages show."""
+    view = billing.billing_view(user.tenant_id)
+    current = view.cards[0]
+    running = view.session_limit is not None  # a paid plan runs: Subscribe changes the plan
+    today = billing.now().date()
+    return {
+        "user": user,
+        "view": view,
+        "current": current,
+        "upcoming": next((c for c in view.cards if c.badge is Badge.UPCOMING), None),
+        "running": running,
+        "current_plan_id": current.plan.id if running and current.plan else None,
+        "csrf": csrf_token(billing, token),
+        "min_date": (today + timedelta(days=1)).isoformat(),
+        "max_date": (today + MAX_AHEAD).isoformat(),
+    }
 
 
 @router.get("/billing/login", summary="Open a login link: sets the session cookie and opens the Billing tab")
 def login(token: str, request: Request, billing: BillingDep) -> RedirectResponse:
     user = billing.user_for_token(token)
     if user is None:
-        raise Problem(401, "unauthorized", "This login link is invalid or has expired. Ask for a new one.")
+        raise PageRefused(401, "This login link is invalid or has expired. Ask your platform for a new one.")
     if not user.billing_visible and billing.settings.billing_enabled:
-        raise Problem(404, "not-found", "Not found")
+        raise PageRefused(404, NOT_FOUND)
     response = RedirectResponse("/billing", status_code=303)
-    secure = (billing.settings.public_url or str(request.base_url)).startswith("https://")
+    secure = billing.public_url(str(request.base_url)).startswith("https://")
     response.set_cookie(SESSION_COOKIE, token, max_age=billing.tokens.ttl_seconds, httponly=True,
                         samesite="lax", secure=secure, path="/")
     return response
 
 
+@router.post("/billing/logout", summary="Sign out: ends the cookie session")
+def logout(request: Request, billing: BillingDep, csrf: CsrfField = "") -> Response:
+    _, token = signed_in(request, billing)
+    if not csrf_ok(billing, token, csrf):
+        raise PageRefused(403, CSRF_REFUSED)
+    response = page(request, "billing_message.html", {"heading": "Signed out", "message": SIGN_IN})
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def render_tab(request: Request, billing: Billing, user: User, token: str, *, status: int = 200,
+               cursor: str | None = None, done: str | None = None, errors: dict[str, str] | None = None,
+               values: dict[str, str] | None = None) -> Response:
+    ctx = tab_context(request, billing, user, token)
+    sessions = billing.list_sessions(user.tenant_id, cursor=cursor, limit=20)
+    fmt = formatters(locale_of(request))
+    chart = usage_chart(billing.usage_by_day(user.tenant_id), billing.now().date(), fmt["short_date"])  # type: ignore[arg-type]
+    return page(request, "billing.html", {
+        **ctx, "sessions": sessions.data, "next_cursor": sessions.next_cursor, "cursor": cursor,
+        "chart": chart, "done": DONE.get(done or ""), "errors": errors or {}, "values": values or {},
+    }, status, headers={"Cache-Control": "no-store"})
+
+
 @router.get("/billing", response_class=HTMLResponse, summary="The Billing tab")
-def billing_tab(request: Request, billing: BillingDep) -> HTMLResponse:
-    token = request.cookies.get(SESSION_COOKIE)
-    user = billing.user_for_token(token) if token else None
-    if user is None:
-        raise Problem(401, "unauthorized", "Sign in through a login link to open the Billing tab.")
+def billing_tab(request: Request, billing: BillingDep, cursor: str | None = None,
+                done: str | None = None) -> Response:
+    user, token = signed_in(request, billing)
     if not billing.settings.billing_enabled:
-        return templates.TemplateResponse(request, "billing_off.html", {"message": BILLING_OFF})
-    if not user.billing_visible:
-        raise Problem(404, "not-found", "Not found")
-    view = billing.billing_view(user.tenant_id)
-    sessions = billing.list_sessions(user.tenant_id, limit=50).data
-    return templates.TemplateResponse(request, "billing.html", {"view": view, "sessions": sessions, **FORMATTERS})
+        return page(request, "billing_off.html", {"message": BILLING_OFF})
+    return render_tab(request, billing, user, token, cursor=cursor, done=done)
+

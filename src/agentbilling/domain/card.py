@@ -115,16 +115,21 @@ def session_limit_card(sub: Subscription, st: Standing, used: int) -> SessionLim
     )
 
 
+# The help page's Common issues, word for word: what the tab says while agents are stopped.
+SUBSCRIPTION_ENDED_HELP = "The trial or plan has expired. Subscribe to a paid plan in the Plans section."
+PAYMENT_OVERDUE_HELP = "Click Manage on the subscription card and settle the failed payment in the billing portal."
+
+
 def banners(st: Standing, used: int) -> list[Banner]:
-    """What the top of the tab says when agents are stopped (the help page's Common issues)."""
+    """What the top of the tab says: a pending payment, or why agents are stopped and what to do."""
     reason = st.refusal(used)
     if st.payment is Payment.PENDING and reason is None:
         assert st.grace_ends_at is not None
         return [Banner(PAYMENT_PENDING_TITLE, payment_pending_text(st.grace_ends_at))]
     if reason is Refusal.SUBSCRIPTION_ENDED:
-        return [Banner(Badge.EXPIRED.value, reason.message)]
+        return [Banner(reason.message, SUBSCRIPTION_ENDED_HELP)]
     if reason is Refusal.SESSION_LIMIT_REACHED:
         return [Banner(reason.message, LIMIT_REACHED_TEXT)]
     if reason is Refusal.PAYMENT_OVERDUE:
-        return [Banner("Payment issue", reason.message)]
+        return [Banner(reason.message, PAYMENT_OVERDUE_HELP)]
     return []

@@ -22,6 +22,7 @@ from agentbilling.domain.errors import InvalidInput, NotFound
 from agentbilling.domain.limits import SessionLimit
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog, Plan, Terms
+from agentbilling.domain.usage import DayUsage
 from agentbilling.service import clocks, views
 from agentbilling.service.accounts import Accounts
 from agentbilling.service.lifecycle import Lifecycle
@@ -264,6 +265,10 @@ class Billing:
         limit = self.billing_view(tenant_id).session_limit
         assert limit is not None
         return limit
+
+    def usage_by_day(self, tenant_id: str) -> list[DayUsage]:
+        """Billable sessions per day of the current period (or the trial), for the usage chart."""
+        return views.usage_by_day(self.db, self.metering, tenant_id, self.now())
 
     def list_sessions(self, tenant_id: str, *, cursor: str | None = None, limit: int = 20) -> Page:
         return views.list_sessions(self.db, tenant_id, cursor, limit)

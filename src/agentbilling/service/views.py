@@ -1,4 +1,4 @@
-"""Read models: the Billing tab's view and the cursor-paged list of sessions."""
+"""Read models: the Billing tab's view, its usage chart and the cursor-paged list of sessions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from datetime import datetime
 from sqlalchemy import select
 
 from agentbilling.domain.card import banners, cards, session_limit_card
-from agentbilling.service.cursors import newest_first
 from agentbilling.domain.plans import Catalog
+from agentbilling.domain.usage import LOOKBACK, DayUsage, chart_window, units_by_day
+from agentbilling.service.cursors import newest_first
 from agentbilling.service.records import Admission, BillingView, Page
 from agentbilling.storage.db import Database
 from agentbilling.storage.metering import MeteringStore
@@ -35,3 +36,23 @@ def list_sessions(db: Database, tenant_id: str, cursor: str | None, limit: int) 
                              sessions.c.id, cursor, limit, lambda r: session_from_row(r, same),
                              lambda s: (s.started_at, s.id))
     return Page(data, nxt)
+
+
+def usage_by_day(db: Database, metering: MeteringStore, tenant_id: str, now: datetime) -> list[DayUsage]:
+    """Billable sessions per day of what the Sessions count covers (the period, or the trial).
+
+    It reads the sessions that were active in it: the page's cost grows with one period's
+    sessions, never with the whole history (they are found through the started_at index).
+    """
+    _, st, _ = metering.standing_and_usage(tenant_id, now)
+    since, until, end = chart_window(st, now)
+    cols = [sessions.c[name] for name in SESSION_COLUMNS]
+    query = select(*cols).where(
+        sessions.c.tenant_id == tenant_id,
+        sessions.c.started_at >= since - LOOKBACK,
+        sessions.c.started_at <= until,
+        sessions.c.last_activity_at >= since,
+    )
+    with db.read() as conn:
+        found = [session_from_row(r, same) for r in conn.execute(query)]
+    return units_by_day(found, since, until, end)
