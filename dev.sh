@@ -36,6 +36,23 @@ postgres_up() {
     return 1
 }
 
+chromium_up() {
+    # The browser tests drive Debian's Chromium; Playwright's own browser downloads do not work here.
+    if [ -n "${AGENTBILLING_TEST_CHROMIUM:-}" ] || command -v chromium >/dev/null; then return 0; fi
+    echo "==> installing Debian's chromium for the browser tests"
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        if ! command -v sudo >/dev/null; then
+            echo "error: the browser tests need chromium: apt-get install chromium (as root)" >&2
+            return 1
+        fi
+        sudo="sudo"
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium >/dev/null \
+        || { $sudo apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium >/dev/null; }
+    command -v chromium >/dev/null || { echo "error: chromium could not be installed" >&2; return 1; }
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -46,6 +63,7 @@ case "$cmd" in
     test)
         install "[test]"
         postgres_up
+        chromium_up
         echo "==> import rules (domain is pure, layers point inward)"
         "$VENV/bin/lint-imports"
         echo "==> tests on SQLite"

@@ -55,6 +55,7 @@ class BillingView:
     session_limit: SessionLimit | None  # None on the trial: the card is for paid plans
     plans: list[Plan]
     admission: Admission
+    offline: bool = False  # on a plan arranged with the operator: changed through them, not the portal
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ def billing_view(metering: MeteringStore, catalog: Catalog, tenant_id: str, now:
         session_limit=session_limit_card(sub, st, used),
         plans=catalog.available_for(tenant_id),
         admission=Admission(accepting=reason is None, reason=reason),
+        offline=sub.offline and sub.paid,
     )
 
 
