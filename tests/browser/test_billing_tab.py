@@ -120,6 +120,12 @@ def test_a_limit_warns_as_sessions_come_in_stops_them_and_reset_limit_restores_t
     page.reload()
     expect(limit_card.get_by_text("Session limit has been reached")).to_be_visible()
     expect(page.get_by_role("alert").filter(has_text="Session limit has been reached")).to_be_visible()
+    site.advance(seconds=60)  # a worker pass records the warnings (R14)
+    page.reload()
+    items = page.locator("section[aria-labelledby=notices] li")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_contain_text("Session limit has been reached")  # newest first
+    expect(items.nth(1)).to_contain_text("Session limit almost reached")
     shot(page, "reached")
 
     limit_card.get_by_role("button", name="Reset limit").click()

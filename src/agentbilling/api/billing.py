@@ -15,6 +15,7 @@ from agentbilling.api.schemas import (
     billing_json,
     invoice_json,
     limit_json,
+    notice_json,
     session_json,
 )
 
@@ -95,3 +96,14 @@ def list_invoices(
 @router.get("/invoices/{invoice_id}", summary="One invoice")
 def get_invoice(invoice_id: str, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
     return invoice_json(billing.invoice(user.tenant_id, invoice_id))
+
+
+@router.get("/notices", summary="Notices (R14): reminders, warnings and what happened, newest first (cursor pages)")
+def list_notices(
+    user: BillingUser,
+    billing: BillingDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    data, nxt = billing.list_notices(user.tenant_id, cursor=cursor, limit=limit)
+    return {"data": [notice_json(n) for n in data], "next_cursor": nxt}

@@ -14,7 +14,7 @@ from agentbilling.domain.limits import MAX_LIMIT, SessionLimit
 from agentbilling.domain.metering import Session
 from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Plan, Terms
-from agentbilling.service.records import Admission, BillingView, DemoRequest, Invoice, Tenant, User
+from agentbilling.service.records import Admission, BillingView, DemoRequest, Invoice, NoticeRecord, Tenant, User
 
 LOCALE = "en_US"
 
@@ -256,3 +256,8 @@ def billing_json(v: BillingView) -> dict[str, Any]:
         "plans": [plan_json(p) for p in v.plans],
         "admission": admission_json(v.admission),
     }
+
+
+def notice_json(n: NoticeRecord) -> dict[str, Any]:
+    return {"id": n.id, "type": n.type, "title": n.title, "text": n.text, "created_at": n.created_at,
+            "email": {"to": n.email_to, "status": n.email_status, "sent_at": n.email_sent_at}}

@@ -133,10 +133,11 @@ def render_tab(request: Request, billing: Billing, user: User, token: str, *, st
                values: dict[str, str] | None = None) -> Response:
     ctx = tab_context(request, billing, user, token)
     sessions = billing.list_sessions(user.tenant_id, cursor=cursor, limit=20)
+    notices, _ = billing.list_notices(user.tenant_id, limit=10)
     fmt = formatters(locale_of(request))
     chart = usage_chart(billing.usage_by_day(user.tenant_id), billing.now().date(), fmt["short_date"])  # type: ignore[arg-type]
     return page(request, "billing.html", {
-        **ctx, "sessions": sessions.data, "next_cursor": sessions.next_cursor, "cursor": cursor,
+        **ctx, "sessions": sessions.data, "notices": notices, "next_cursor": sessions.next_cursor, "cursor": cursor,
         "chart": chart, "done": DONE.get(done or ""), "errors": errors or {}, "values": values or {},
     }, status, headers={"Cache-Control": "no-store"})
 

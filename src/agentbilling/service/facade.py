@@ -26,6 +26,7 @@ from agentbilling.domain.usage import DayUsage
 from agentbilling.service import clocks, views
 from agentbilling.service.accounts import Accounts
 from agentbilling.service.lifecycle import Lifecycle
+from agentbilling.service.notices import NoticeBook
 from agentbilling.service.payments import Checkout, PaymentProvider
 from agentbilling.service.sandbox import SandboxProvider
 from agentbilling.service.stripe_provider import StripeProvider
@@ -36,6 +37,7 @@ from agentbilling.service.records import (
     Invoice,
     IssuedToken,
     NewApiKey,
+    NoticeRecord,
     Page,
     Tenant,
     User,
@@ -105,6 +107,7 @@ class Billing:
             self.sandbox.deliver = lambda body, headers: self.receive_webhook("sandbox", body, headers)
             self.provider = self.sandbox
         self.lifecycle = Lifecycle(db, catalog, self.provider, grace=timedelta(days=settings.grace_days))
+        self.notices = NoticeBook(db, self.metering)
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -186,15 +189,28 @@ class Billing:
         if self.test_clock is None:
             raise NotFound("The test clock is off in this deployment.")
         return clocks.advance(self.db, self.test_clock, seconds=seconds, to=to, run_due=self._due_at,
-                              next_due=self.lifecycle.next_due)
+                              next_due=self._next_due)
+
+    def _next_due(self, after: datetime) -> datetime | None:
+        moments = [m for m in (self.lifecycle.next_due(after), self.notices.next_due(after)) if m is not None]
+        return min(moments, default=None)
 
     def _due_at(self, moment: datetime) -> None:
         self.provider.clock_moved(moment)  # a provider's own test clock follows, its events applied
         self.lifecycle.run_due(moment)
+        self.notices.detect(moment)
 
     def run_due(self) -> None:
-        """Apply what has come due by now: scheduled changes, renewals, charges, provider events."""
-        self.lifecycle.run_due(self.now())
+        """Apply what has come due by now: scheduled changes, renewals, charges, provider events,
+        and the notices they and the clock make due."""
+        now = self.now()
+        self.lifecycle.run_due(now)
+        self.notices.detect(now)
+
+    def list_notices(self, tenant_id: str, *, cursor: str | None = None,
+                     limit: int = 20) -> tuple[list[NoticeRecord], str | None]:
+        """The tenant's notices (R14), newest first."""
+        return self.notices.list(tenant_id, cursor, limit)
 
     # -- agent runtime ------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
 from agentbilling.domain.limits import kept_limit
 from agentbilling.domain.periods import Period, add_months, period_at
 from agentbilling.domain.plan_change import PlanChange, When, check_target, effective_at
+from agentbilling.domain.notices import event_notices
 from agentbilling.domain.plans import Catalog, Plan, Terms
 from agentbilling.domain.subscription import (
     TRIAL_COUNTER,
@@ -38,6 +39,7 @@ from agentbilling.domain.subscription import (
     start_plan,
     with_payment_failed,
 )
+from agentbilling.service import notices
 from agentbilling.service.cursors import newest_first
 from agentbilling.service.records import DemoRequest, Invoice
 from agentbilling.service.payments import (
@@ -140,6 +142,7 @@ class Lifecycle:
         values.update(extra)
         if all(row[k] == v for k, v in values.items()):
             return
+        notices.record(conn, sub.tenant_id, event_notices(self._stored(row), sub, now), now)
         values["updated_at"] = now
         conn.execute(update(subscriptions).where(subscriptions.c.tenant_id == sub.tenant_id).values(**values))
 

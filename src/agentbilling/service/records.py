@@ -87,3 +87,19 @@ class DemoRequest:
     user_id: str | None
     message: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRecord:
+    """A notice as the tab, the API and the email tell it."""
+
+    id: str
+    tenant_id: str
+    type: str
+    key: str
+    title: str
+    text: str
+    created_at: datetime
+    email_to: str | None
+    email_status: str
+    email_sent_at: datetime | None

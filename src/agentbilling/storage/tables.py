@@ -282,3 +282,29 @@ test_clock = Table(
     Column("id", Integer, primary_key=True),
     Column("now", UTCDateTime, nullable=False),
 )
+
+# The notices of R14, one row each: the unique (tenant, key) is what makes one go out once. The
+# email's delivery state lives beside it: claimed by a worker until `email_claimed_until`, sent
+# at `email_sent_at` (wall-clock times, as they are about the process, not the business).
+notices = Table(
+    "notices",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),  # business time (the injected clock)
+    Column("email_to", String(320)),
+    Column("email_status", String(16), nullable=False),  # pending, sent, failed (gave up)
+    Column("email_attempts", Integer, nullable=False, server_default=text("0")),
+    Column("email_next_at", UTCDateTime),
+    Column("email_claimed_until", UTCDateTime),
+    Column("email_sent_at", UTCDateTime),
+    Column("email_error", Text),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    Index("uq_notices_tenant_key", "tenant_id", "key", unique=True),
+    Index("ix_notices_tenant_created", "tenant_id", "created_at", "id"),
+    Index("ix_notices_email_due", "email_status", "email_next_at"),
+)
