@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from agentbilling.storage.db import Database
 from agentbilling.storage.tables import metadata
 
 OPERATOR_KEY = "op-test-key"
+# Emails of services built without an SMTP server go to a folder of this run, never the work tree.
+os.environ.setdefault("AGENTBILLING_OUTBOX_DIR", tempfile.mkdtemp(prefix="agentbilling-outbox-"))
 START = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)  # a Jan 31 anchor exercises short months
 
 

@@ -137,6 +137,9 @@ def demo(
     typer.echo(f"  operator key    {settings.operator_key}")
     typer.echo(f"  tenant API key  {key}   (tenant '{DEMO_TENANT}')")
     typer.echo(f"  owner token     {token}")
+    if not settings.smtp_url:
+        outbox = getattr(service.mailer, "folder", None)
+        typer.echo(f"  emails          written to {outbox}/ (no AGENTBILLING_SMTP_URL)")
     typer.secho(f"\n  Billing tab:    {base}/billing/login?token={token}", fg="green")
     typer.echo(f"  API docs:       {base}/docs\n")
     typer.echo("Try it:")

@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     grace_days: int = Field(7, ge=0)
     plans_file: str | None = None
     payment_provider: Literal["sandbox", "stripe"] = "sandbox"
-    smtp_url: str | None = None
+    smtp_url: str | None = None  # smtp://host:25, smtp+starttls://user:pass@host:587, smtps://user:pass@host:465
+    outbox_dir: str | None = None  # with no SMTP: where emails are written (default: beside the SQLite file)
+    email_from: str = "agentbilling <billing@agentbilling.invalid>"
     worker_interval: float = Field(5.0, gt=0)
     public_url: str | None = None
     secret_key: str | None = None

@@ -15,6 +15,9 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from agentbilling.catalog import load_catalog
 from agentbilling.clock import Clock, SystemClock, TestClock
@@ -26,6 +29,7 @@ from agentbilling.domain.usage import DayUsage
 from agentbilling.service import clocks, views
 from agentbilling.service.accounts import Accounts
 from agentbilling.service.lifecycle import Lifecycle
+from agentbilling.service.mailer import mailer_for
 from agentbilling.service.notices import NoticeBook
 from agentbilling.service.payments import Checkout, PaymentProvider
 from agentbilling.service.sandbox import SandboxProvider
@@ -108,6 +112,8 @@ class Billing:
             self.provider = self.sandbox
         self.lifecycle = Lifecycle(db, catalog, self.provider, grace=timedelta(days=settings.grace_days))
         self.notices = NoticeBook(db, self.metering)
+        self.mailer = mailer_for(settings.smtp_url, settings.outbox_dir or _default_outbox(settings.database_url))
+        self.wall_clock: Clock = SystemClock()  # delivery's own time: claims and retries, not business time
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -199,6 +205,7 @@ class Billing:
         self.provider.clock_moved(moment)  # a provider's own test clock follows, its events applied
         self.lifecycle.run_due(moment)
         self.notices.detect(moment)
+        self.deliver_notices()
 
     def run_due(self) -> None:
         """Apply what has come due by now: scheduled changes, renewals, charges, provider events,
@@ -206,6 +213,12 @@ class Billing:
         now = self.now()
         self.lifecycle.run_due(now)
         self.notices.detect(now)
+        self.deliver_notices()
+
+    def deliver_notices(self) -> int:
+        """Email the notices that are due to their tenants' billing contacts; how many went out."""
+        link = f"{self.settings.public_url}/billing" if self.settings.public_url else None
+        return self.notices.deliver(self.mailer, self.wall_clock.now, sender=self.settings.email_from, link=link)
 
     def list_notices(self, tenant_id: str, *, cursor: str | None = None,
                      limit: int = 20) -> tuple[list[NoticeRecord], str | None]:
@@ -348,6 +361,14 @@ class Billing:
 
     def sandbox_resume(self, tenant_id: str) -> None:
         self._sandbox(tenant_id).resume(tenant_id, self.now())
+
+
+def _default_outbox(database_url: str) -> Path:
+    """Beside the SQLite file (agentbilling.db.outbox/), else ./agentbilling-outbox/."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database + ".outbox")
+    return Path("agentbilling-outbox")
 
 
 def _derived_secret(secret: str, purpose: str) -> str:

@@ -11,22 +11,29 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable
-from datetime import datetime
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agentbilling.domain.notices import Notice, due_notices, notices_due_after
 from agentbilling.domain.subscription import Status
 from agentbilling.service.cursors import newest_first
+from agentbilling.service.mailer import Mailer, build
 from agentbilling.service.records import NoticeRecord
 from agentbilling.storage.db import Database
 from agentbilling.storage.metering import MeteringStore
 from agentbilling.storage.tables import notices, subscriptions, tenants
 
+log = logging.getLogger(__name__)
+
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+CLAIM = timedelta(minutes=2)  # a worker that claimed an email and died frees it after this
+RETRY_AFTER = [timedelta(minutes=m) for m in (1, 5, 30, 120, 720, 1440)]  # then it is given up (failed)
 _FIELDS = ("id", "tenant_id", "type", "key", "title", "text", "created_at", "email_to", "email_status",
            "email_sent_at")
 
@@ -86,3 +93,80 @@ class NoticeBook:
         cols = [notices.c[f] for f in _FIELDS]
         return newest_first(self.db, select(*cols).where(notices.c.tenant_id == tenant_id), notices.c.created_at,
                             notices.c.id, cursor, limit, lambda r: NoticeRecord(*r), lambda n: (n.created_at, n.id))
+
+    # -- email: claimed, sent, recorded ------------------------------------------------------
+
+    def _due(self, wall: datetime) -> Any:
+        c = notices.c
+        return and_(c.email_status == PENDING, c.email_to.is_not(None),
+                    or_(c.email_next_at.is_(None), c.email_next_at <= wall),
+                    or_(c.email_claimed_until.is_(None), c.email_claimed_until < wall))
+
+    def claim(self, wall: datetime, batch: int = 50) -> list[NoticeRecord]:
+        """Take up to `batch` emails that are due, oldest first, for this worker alone: on
+        PostgreSQL the rows are locked with SKIP LOCKED (another worker takes the next ones);
+        on SQLite the write transaction holds the database's one write lock. A claim lapses after
+        CLAIM, so the emails of a worker that died go out from another."""
+        c = notices.c
+        with self.db.write() as conn:
+            query = select(c.tenant_id, c.id).where(self._due(wall)).order_by(c.created_at, c.id).limit(batch)
+            if not self.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            keys = conn.execute(query).all()
+            claimed = []
+            for tenant_id, notice_id in keys:
+                hit = conn.execute(update(notices).where(c.tenant_id == tenant_id, c.id == notice_id, self._due(wall))
+                                   .values(email_claimed_until=wall + CLAIM)).rowcount
+                if hit:
+                    claimed.append((tenant_id, notice_id))
+            if not claimed:
+                return []
+            cols = [c[f] for f in _FIELDS]
+            rows = conn.execute(select(*cols).where(or_(*(and_(c.tenant_id == t, c.id == i) for t, i in claimed)))
+                                .order_by(c.created_at, c.id)).all()
+        return [NoticeRecord(*r) for r in rows]
+
+    def deliver(self, mailer: Mailer, wall: Callable[[], datetime], *, sender: str, link: str | None,
+                batch: int = 50) -> int:
+        """Send the emails that are due, batch after batch; how many went out.
+
+        An email is marked sent after the server took it. If the process dies in between, the
+        claim lapses and it is sent again (the same Message-ID): at least once, never lost; the
+        other order (mark, then send) would lose it instead. The outbox folder writes the same
+        file again, so there it is exactly once.
+        """
+        sent = 0
+        while claimed := self.claim(wall(), batch):
+            names = self._tenant_names({n.tenant_id for n in claimed})
+            for n in claimed:
+                sent += self._send_one(mailer, n, wall, sender=sender, tenant_name=names.get(n.tenant_id, ""),
+                                       link=link)
+        return sent
+
+    def _tenant_names(self, ids: set[str]) -> dict[str, str]:
+        with self.db.read() as conn:
+            return dict(conn.execute(select(tenants.c.id, tenants.c.name).where(tenants.c.id.in_(ids))).all())
+
+    def _send_one(self, mailer: Mailer, n: NoticeRecord, wall: Callable[[], datetime], *, sender: str,
+                  tenant_name: str, link: str | None) -> int:
+        c = notices.c
+        mine = and_(c.tenant_id == n.tenant_id, c.id == n.id, c.email_status == PENDING)
+        try:
+            mailer.send(build(n, sender=sender, tenant_name=tenant_name, link=link))
+        except Exception as exc:  # any failure to hand it over: try again later, up to the last retry
+            with self.db.write() as conn:
+                attempts = (conn.execute(select(c.email_attempts).where(mine)).scalar() or 0) + 1
+                gave_up = attempts > len(RETRY_AFTER)
+                conn.execute(update(notices).where(mine).values(
+                    email_attempts=attempts, email_claimed_until=None, email_error=f"{type(exc).__name__}: {exc}"[:500],
+                    email_status=FAILED if gave_up else PENDING,
+                    email_next_at=None if gave_up else wall() + RETRY_AFTER[attempts - 1]))
+            log.warning("notice %s (%s) to %s: email not sent (attempt %d): %s", n.id, n.type, n.email_to,
+                        attempts, exc)
+            return 0
+        with self.db.write() as conn:
+            conn.execute(update(notices).where(mine).values(
+                email_status=SENT, email_sent_at=wall(), email_claimed_until=None,
+                email_attempts=c.email_attempts + 1, email_error=None))
+        log.info("notice %s (%s) emailed to %s", n.id, n.type, n.email_to)
+        return 1
