@@ -41,7 +41,8 @@ def test_a_whole_trial_gets_each_reminder_once_in_order(client, acme):
                                    "trial_ended"]
     first = notices(client, acme)[0]
     assert first["title"] == "You have used 60% of your trial sessions"
-    assert first["email"] == {"to": "billing@acme.test", "status": "pending", "sent_at": None}
+    assert first["email"]["to"] == "billing@acme.test"
+    assert first["email"]["status"] == "sent" and first["email"]["sent_at"]  # into this run's outbox folder
     assert notices(client, acme)[1]["created_at"] == "2026-02-07T09:00:00Z"  # on the dot, not at the next pass
 
 
