@@ -18,10 +18,15 @@ LIMIT_REACHED_TEXT = (
 )
 
 
+def long_date(moment: datetime) -> str:
+    """A day as the help page's texts write it, whatever the reader's locale: March 7, 2026."""
+    return f"{moment:%B} {moment.day}, {moment.year}"
+
+
 def payment_pending_text(grace_ends_at: datetime) -> str:
-    day = f"{grace_ends_at:%B} {grace_ends_at.day}, {grace_ends_at.year}"
-    return (f"Your last payment failed. Your access is temporarily extended until {day} so you can fix "
-            "the payment without downtime: click Manage on your subscription card and update your payment details.")
+    return (f"Your last payment failed. Your access is temporarily extended until {long_date(grace_ends_at)} "
+            "so you can fix the payment without downtime: click Manage on your subscription card and update your "
+            "payment details.")
 
 
 class Badge(StrEnum):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from agentbilling.domain.card import long_date
 from agentbilling.domain.limits import effective_limit
 from agentbilling.domain.subscription import TRIAL_COUNTER, Payment, Status, Subscription, at
 
@@ -46,10 +47,6 @@ class Notice:
     text: str
 
 
-def _day(moment: datetime) -> str:
-    return f"{moment:%B} {moment.day}, {moment.year}"
-
-
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
 
@@ -75,7 +72,7 @@ def _trial_notices(sub: Subscription, used: int, now: datetime) -> list[Notice]:
             kind = NoticeType(f"trial_days_{days}")
             out.append(Notice(kind, f"{kind}:{TRIAL_COUNTER}", f"Your free trial ends in {left} "
                               f"day{'s' if left != 1 else ''}",
-                              f"Your trial ends on {_day(trial.ends_at)}. Subscribe to a paid plan to keep your "
+                              f"Your trial ends on {long_date(trial.ends_at)}. Subscribe to a paid plan to keep your "
                               "AI agents running."))
     return out
 
@@ -97,7 +94,7 @@ def due_notices(sub: Subscription, used: int, now: datetime) -> list[Notice]:
                 kind = NoticeType(f"limit_{pct}")
                 title = "Session limit has been reached" if pct == 100 else "Session limit almost reached"
                 text = (f"{used} of your session limit of {limit} billable sessions are used in the billing period "
-                        f"that ends on {_day(period.end)}.")
+                        f"that ends on {long_date(period.end)}.")
                 if pct == 100:
                     text += (" AI agents stop accepting new sessions: increase the limit or wait until the counter "
                              "resets at the start of the next billing period.")
@@ -108,7 +105,7 @@ def due_notices(sub: Subscription, used: int, now: datetime) -> list[Notice]:
         if payment is Payment.PENDING and now >= cur.grace_ends_at - DAY:
             out.append(Notice(NoticeType.GRACE_ENDING, f"{NoticeType.GRACE_ENDING}:{failed}",
                               "Your grace period ends tomorrow",
-                              f"Your last payment failed and is still unpaid. On {_day(cur.grace_ends_at)} AI agents "
+                              f"Your last payment failed and is still unpaid. On {long_date(cur.grace_ends_at)} AI agents "
                               "stop accepting new sessions: click Manage on your subscription card and update your "
                               "payment details."))
         if payment is Payment.OVERDUE:
@@ -134,7 +131,7 @@ def event_notices(before: Subscription, after: Subscription, now: datetime) -> l
     """What a write of the subscription tells the tenant: `before` as stored, `after` as written."""
     out: list[Notice] = []
     if after.payment_failed_at is not None and after.payment_failed_at != before.payment_failed_at:
-        grace = f" Your access is extended until {_day(after.grace_ends_at)} so you can fix it." \
+        grace = f" Your access is extended until {long_date(after.grace_ends_at)} so you can fix it." \
             if after.grace_ends_at else ""
         out.append(Notice(NoticeType.PAYMENT_FAILED, f"{NoticeType.PAYMENT_FAILED}:{_iso(after.payment_failed_at)}",
                           "Your payment failed",
@@ -146,7 +143,7 @@ def event_notices(before: Subscription, after: Subscription, now: datetime) -> l
         out.append(Notice(NoticeType.PLAN_CHANGE_SCHEDULED,
                           f"{NoticeType.PLAN_CHANGE_SCHEDULED}:{p.plan.id}:{_iso(p.effective_at)}",
                           f"Your change to {p.plan.name} is scheduled",
-                          f"Your subscription changes to the {p.plan.name} plan on {_day(p.effective_at)}. "
+                          f"Your subscription changes to the {p.plan.name} plan on {long_date(p.effective_at)}. "
                           "To undo it, click Cancel on the Upcoming subscription card."))
     if (before.paid and after.paid and before.plan and after.plan and before.plan.id != after.plan.id
             and after.status is Status.ACTIVE and before.status is Status.ACTIVE):
@@ -160,7 +157,7 @@ def event_notices(before: Subscription, after: Subscription, now: datetime) -> l
                           f"{NoticeType.SUBSCRIPTION_CANCELED}:{_iso(after.cancel_at)}",
                           "Your subscription is canceled",
                           f"Your {after.plan.name if after.plan else ''} plan stays active until "
-                          f"{_day(after.cancel_at)}; then AI agents stop accepting new sessions."))
+                          f"{long_date(after.cancel_at)}; then AI agents stop accepting new sessions."))
     if before.status is Status.ACTIVE and after.status in (Status.CANCELED, Status.EXPIRED):
         ended = after.ended_at or now
         out.append(Notice(NoticeType.SUBSCRIPTION_EXPIRED, f"{NoticeType.SUBSCRIPTION_EXPIRED}:{_iso(ended)}",
