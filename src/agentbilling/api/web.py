@@ -67,14 +67,15 @@ def signed_in(request: Request, billing: Billing) -> tuple[User, str]:
     return user, token
 
 
-def form_user(request: Request, billing: Billing, csrf: str) -> User:
-    """The user behind a form post: signed in, with billing rights, billing on, the right CSRF token."""
+def form_user(request: Request, billing: Billing, csrf: str) -> tuple[User, str]:
+    """The user behind a form post and their session's token: signed in, with billing rights,
+    billing on, the right CSRF token."""
     user, token = signed_in(request, billing)
     if not billing.settings.billing_enabled:
         raise PageRefused(404, BILLING_OFF)
     if not csrf_ok(billing, token, csrf):
         raise PageRefused(403, CSRF_REFUSED)
-    return user
+    return user, token
 
 
 def back_to_tab(done: str, anchor: str = "") -> RedirectResponse:

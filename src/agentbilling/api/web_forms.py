@@ -51,7 +51,7 @@ def _form_page(request: Request, billing: Billing, user: User, token: str, form:
 
 @router.post("/billing/checkout", summary="Subscribe: opens the plan's checkout in the secure billing portal")
 def subscribe(request: Request, billing: BillingDep, plan_id: Text = "", csrf: CsrfField = "") -> Response:
-    user = form_user(request, billing, csrf)
+    user, _ = form_user(request, billing, csrf)
     try:
         co = billing.checkout(user.tenant_id, plan_id, base_url=base_url(request, billing))
     except DomainError as err:
@@ -62,7 +62,7 @@ def subscribe(request: Request, billing: BillingDep, plan_id: Text = "", csrf: C
 
 @router.post("/billing/manage", summary="Manage: opens the secure billing portal")
 def manage(request: Request, billing: BillingDep, csrf: CsrfField = "") -> Response:
-    user = form_user(request, billing, csrf)
+    user, _ = form_user(request, billing, csrf)
     try:
         url = billing.portal_url(user.tenant_id, base_url=base_url(request, billing))
     except DomainError as err:
@@ -84,11 +84,10 @@ def change_page(plan_id: str, request: Request, billing: BillingDep) -> Response
              "On custom date")
 def change_plan(request: Request, billing: BillingDep, plan_id: Text = "", when: Text = "", date: Text = "",
                 csrf: CsrfField = "") -> Response:
-    user = form_user(request, billing, csrf)
+    user, token = form_user(request, billing, csrf)
     try:
         billing.change_plan(user.tenant_id, plan_id, when, date or None)
     except DomainError as err:
-        _, token = signed_in(request, billing)
         return _form_page(request, billing, user, token, "change", plan_id=plan_id or None, error=err.detail,
                           status=status_of(err), values={"when": when, "date": date})
     return back_to_tab("plan-change")
@@ -103,11 +102,10 @@ def cancel_change_page(request: Request, billing: BillingDep) -> Response:
 
 @router.post("/billing/scheduled-plan/cancel", summary="Cancel scheduled plan")
 def cancel_change(request: Request, billing: BillingDep, csrf: CsrfField = "") -> Response:
-    user = form_user(request, billing, csrf)
+    user, token = form_user(request, billing, csrf)
     try:
         billing.cancel_plan_change(user.tenant_id)
     except DomainError as err:
-        _, token = signed_in(request, billing)
         return _form_page(request, billing, user, token, "cancel-scheduled", error=err.detail,
                           status=status_of(err))
     return back_to_tab("plan-change-canceled")
@@ -122,11 +120,10 @@ def _limit_value(raw: str) -> object:
 
 @router.post("/billing/session-limit", summary="Set limit")
 def set_limit(request: Request, billing: BillingDep, limit: Text = "", csrf: CsrfField = "") -> Response:
-    user = form_user(request, billing, csrf)
+    user, token = form_user(request, billing, csrf)
     try:
         billing.set_session_limit(user.tenant_id, _limit_value(limit))
     except DomainError as err:
-        _, token = signed_in(request, billing)
         return render_tab(request, billing, user, token, status=status_of(err), errors={"limit": err.detail},
                           values={"limit": limit})
     return back_to_tab("limit-set", "#session-limit")
@@ -134,11 +131,10 @@ def set_limit(request: Request, billing: BillingDep, limit: Text = "", csrf: Csr
 
 @router.post("/billing/session-limit/reset", summary="Reset limit: back to the plan's base limit")
 def reset_limit(request: Request, billing: BillingDep, csrf: CsrfField = "") -> Response:
-    user = form_user(request, billing, csrf)
+    user, token = form_user(request, billing, csrf)
     try:
         billing.reset_session_limit(user.tenant_id)
     except DomainError as err:
-        _, token = signed_in(request, billing)
         return render_tab(request, billing, user, token, status=status_of(err), errors={"limit": err.detail})
     return back_to_tab("limit-reset", "#session-limit")
 
@@ -155,11 +151,10 @@ def demo_page(plan_id: str, request: Request, billing: BillingDep) -> Response:
 @router.post("/billing/demo-requests", summary="Book a demo: records the request; the tab says Request received")
 def book_demo(request: Request, billing: BillingDep, plan_id: Text = "", message: Text = "",
               csrf: CsrfField = "") -> Response:
-    user = form_user(request, billing, csrf)
+    user, token = form_user(request, billing, csrf)
     try:
         billing.request_demo(user.tenant_id, plan_id, user_id=user.id, message=message.strip() or None)
     except DomainError as err:
-        _, token = signed_in(request, billing)
         return _form_page(request, billing, user, token, "demo", plan_id=plan_id or None, error=err.detail,
                           status=status_of(err), values={"message": message})
     return back_to_tab("demo", "#plans")
