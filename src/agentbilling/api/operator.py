@@ -11,6 +11,9 @@ from fastapi import APIRouter, Query, Request, Response
 from agentbilling.api.deps import BillingDep, Operator
 from agentbilling.api.problems import Problem
 from agentbilling.api.schemas import (
+    WebhookEndpointIn,
+    webhook_delivery_json,
+    webhook_endpoint_json,
     CardIn,
     ClockAdvanceIn,
     SubscriptionIn,
@@ -124,6 +127,42 @@ def list_demo_requests(
 ) -> dict[str, Any]:
     data, nxt = billing.demo_requests(cursor=cursor, limit=limit)
     return {"data": [demo_request_json(d) for d in data], "next_cursor": nxt}
+
+
+# -- webhooks out -------------------------------------------------------------------------------
+
+@router.post("/webhook-endpoints", status_code=201, tags=["webhooks out"],
+             summary="Register an endpoint: every notice and subscription change is posted to it, signed "
+                     "per Standard Webhooks with the whsec_ secret shown once here")
+def create_webhook_endpoint(body: WebhookEndpointIn, billing: BillingDep) -> dict[str, Any]:
+    return webhook_endpoint_json(billing.create_webhook_endpoint(body.url))
+
+
+@router.get("/webhook-endpoints", tags=["webhooks out"], summary="The endpoints, enabled or disabled")
+def list_webhook_endpoints(billing: BillingDep) -> dict[str, Any]:
+    return {"data": [webhook_endpoint_json(e) for e in billing.webhook_endpoints()], "next_cursor": None}
+
+
+@router.get("/webhook-endpoints/{endpoint_id}", tags=["webhooks out"], summary="One endpoint")
+def get_webhook_endpoint(endpoint_id: str, billing: BillingDep) -> dict[str, Any]:
+    return webhook_endpoint_json(billing.webhook_endpoint(endpoint_id))
+
+
+@router.delete("/webhook-endpoints/{endpoint_id}", status_code=204, tags=["webhooks out"],
+               summary="Remove an endpoint and what was still to be sent to it")
+def delete_webhook_endpoint(endpoint_id: str, billing: BillingDep) -> Response:
+    billing.delete_webhook_endpoint(endpoint_id)
+    return Response(status_code=204)
+
+
+@router.get("/webhook-endpoints/{endpoint_id}/deliveries", tags=["webhooks out"],
+            summary="The delivery log, newest first: status, attempts, the last answer, the next try")
+def list_webhook_deliveries(
+    endpoint_id: str, billing: BillingDep, cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    data, nxt = billing.webhook_deliveries(endpoint_id, cursor=cursor, limit=limit)
+    return {"data": [webhook_delivery_json(d) for d in data], "next_cursor": nxt}
 
 
 # -- the sandbox portal's automation: what a person does on its pages -------------------------

@@ -261,3 +261,23 @@ def billing_json(v: BillingView) -> dict[str, Any]:
 def notice_json(n: NoticeRecord) -> dict[str, Any]:
     return {"id": n.id, "type": n.type, "title": n.title, "text": n.text, "created_at": n.created_at,
             "email": {"to": n.email_to, "status": n.email_status, "sent_at": n.email_sent_at}}
+
+
+class WebhookEndpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1, max_length=2000)
+
+
+def webhook_endpoint_json(e: Any) -> dict[str, Any]:
+    out = {"id": e.id, "url": e.url, "created_at": e.created_at,
+           "status": "disabled" if e.disabled_at else "enabled", "disabled_at": e.disabled_at,
+           "disabled_reason": e.disabled_reason}
+    if e.secret:
+        out["secret"] = e.secret  # shown once, when it is made
+    return out
+
+
+def webhook_delivery_json(d: Any) -> dict[str, Any]:
+    return {"event_id": d.event_id, "type": d.type, "tenant_id": d.tenant_id, "status": d.status,
+            "attempts": d.attempts, "last_status_code": d.last_status_code, "last_error": d.last_error,
+            "next_attempt_at": d.next_at, "delivered_at": d.delivered_at, "created_at": d.created_at}

@@ -31,6 +31,7 @@ from agentbilling.service.accounts import Accounts
 from agentbilling.service.lifecycle import Lifecycle
 from agentbilling.service.mailer import mailer_for
 from agentbilling.service.notices import NoticeBook
+from agentbilling.service.webhooks_out import Delivery, Endpoint, WebhooksOut
 from agentbilling.service.payments import Checkout, PaymentProvider
 from agentbilling.service.sandbox import SandboxProvider
 from agentbilling.service.stripe_provider import StripeProvider
@@ -114,11 +115,13 @@ class Billing:
         self.notices = NoticeBook(db, self.metering)
         self.mailer = mailer_for(settings.smtp_url, settings.outbox_dir or _default_outbox(settings.database_url))
         self.wall_clock: Clock = SystemClock()  # delivery's own time: claims and retries, not business time
+        self.webhooks = WebhooksOut(db)
 
     def now(self) -> datetime:
         return self.clock.now()
 
     def close(self) -> None:
+        self.webhooks.close()
         self.db.dispose()
 
     # -- operator: tenants, keys, users, tokens ----------------------------------------
@@ -216,9 +219,29 @@ class Billing:
         self.deliver_notices()
 
     def deliver_notices(self) -> int:
-        """Email the notices that are due to their tenants' billing contacts; how many went out."""
+        """Email the notices that are due to their tenants' billing contacts, then post the webhooks
+        that are due to the operator's endpoints; how many emails and webhooks went out."""
         link = f"{self.settings.public_url}/billing" if self.settings.public_url else None
-        return self.notices.deliver(self.mailer, self.wall_clock.now, sender=self.settings.email_from, link=link)
+        emailed = self.notices.deliver(self.mailer, self.wall_clock.now, sender=self.settings.email_from, link=link)
+        return emailed + self.webhooks.deliver(self.wall_clock.now)
+
+    # -- operator: webhook endpoints ------------------------------------------------------------
+
+    def create_webhook_endpoint(self, url: object) -> Endpoint:
+        return self.webhooks.create_endpoint(url, self.now())
+
+    def webhook_endpoints(self) -> list[Endpoint]:
+        return self.webhooks.endpoints()
+
+    def webhook_endpoint(self, endpoint_id: str) -> Endpoint:
+        return self.webhooks.endpoint(endpoint_id)
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        self.webhooks.delete_endpoint(endpoint_id)
+
+    def webhook_deliveries(self, endpoint_id: str, *, cursor: str | None = None,
+                           limit: int = 20) -> tuple[list[Delivery], str | None]:
+        return self.webhooks.deliveries(endpoint_id, cursor, limit)
 
     def list_notices(self, tenant_id: str, *, cursor: str | None = None,
                      limit: int = 20) -> tuple[list[NoticeRecord], str | None]:

@@ -41,6 +41,7 @@ from agentbilling.domain.subscription import (
 )
 from agentbilling.service import notices
 from agentbilling.service.cursors import newest_first
+from agentbilling.service.webhooks_out import emit, subscription_data
 from agentbilling.service.records import DemoRequest, Invoice
 from agentbilling.service.payments import (
     Checkout,
@@ -143,6 +144,7 @@ class Lifecycle:
         if all(row[k] == v for k, v in values.items()):
             return
         notices.record(conn, sub.tenant_id, event_notices(self._stored(row), sub, now), now)
+        emit(conn, sub.tenant_id, "subscription.updated", {"subscription": subscription_data(sub)}, now)
         values["updated_at"] = now
         conn.execute(update(subscriptions).where(subscriptions.c.tenant_id == sub.tenant_id).values(**values))
 

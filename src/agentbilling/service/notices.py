@@ -25,6 +25,7 @@ from agentbilling.domain.subscription import Status
 from agentbilling.service.cursors import newest_first
 from agentbilling.service.mailer import Mailer, build
 from agentbilling.service.records import NoticeRecord
+from agentbilling.service.webhooks_out import emit
 from agentbilling.storage.db import Database
 from agentbilling.storage.metering import MeteringStore
 from agentbilling.storage.tables import notices, subscriptions, tenants
@@ -55,7 +56,10 @@ def record(conn: Any, tenant_id: str, found: Iterable[Notice], now: datetime) ->
     for row in rows:
         stmt = insert(notices).values(**row, email_to=email).on_conflict_do_nothing(
             index_elements=["tenant_id", "key"])
-        new += conn.execute(stmt).rowcount or 0
+        if conn.execute(stmt).rowcount:
+            new += 1
+            emit(conn, tenant_id, f"notice.{row['type']}", {"notice": {
+                k: row[k] for k in ("id", "type", "title", "text", "created_at")}}, now)
     return new
 
 

@@ -11,6 +11,7 @@ from agentbilling.domain.card import session_limit_card
 from agentbilling.domain.limits import validate_limit
 from agentbilling.domain.plans import Catalog, Plan
 from agentbilling.domain.subscription import Subscription
+from agentbilling.service.webhooks_out import emit
 from agentbilling.storage.db import Database
 from agentbilling.storage.metering import MeteringStore
 from agentbilling.storage.tables import subscriptions
@@ -51,4 +52,5 @@ class Subscriptions:
                 .where(subscriptions.c.tenant_id == tenant_id)
                 .values(custom_limit=value, updated_at=now)
             )
+            emit(conn, tenant_id, "session_limit.updated", {"session_limit": value}, now)
 

@@ -308,3 +308,44 @@ notices = Table(
     Index("ix_notices_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_notices_email_due", "email_status", "email_next_at"),
 )
+
+# Webhooks out (R14): the operator's endpoints, the events the platform hears of, and one
+# delivery per event and endpoint, made in the transaction that made the event.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(100), nullable=False),  # whsec_…, Standard Webhooks
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("failing_since", UTCDateTime),  # the first failure of the current run of failures
+    Column("disabled_at", UTCDateTime),
+    Column("disabled_reason", String(200)),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the webhook-id header: the same on every try
+    Column("tenant_id", String(64), nullable=False),
+    Column("type", String(60), nullable=False),
+    Column("payload", Text, nullable=False),  # the JSON body, exactly as signed and sent
+    Column("created_at", UTCDateTime, nullable=False),  # business time
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("endpoint_id", String(40), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("status", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_at", UTCDateTime),  # wall clock
+    Column("claimed_until", UTCDateTime),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("endpoint_id", "event_id"),
+    Index("ix_webhook_deliveries_due", "status", "next_at"),
+)
