@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     smtp_url: str | None = None  # smtp://host:25, smtp+starttls://user:pass@host:587, smtps://user:pass@host:465
     outbox_dir: str | None = None  # with no SMTP: where emails are written (default: beside the SQLite file)
     email_from: str = "agentbilling <billing@agentbilling.invalid>"
+    # How long a worker holds the emails and webhooks it claimed: one that dies frees them after this.
+    delivery_claim_seconds: float = Field(120.0, gt=0)
     worker_interval: float = Field(5.0, gt=0)
     public_url: str | None = None
     secret_key: str | None = None

@@ -3,6 +3,9 @@ delivery log, remove; bad input is a problem that changes nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from agentbilling.service import clocks
 from tests.api.support import assert_problem
 from tests.conftest import operator_headers
 from tests.helpers import open_session, setup_tenant
@@ -33,3 +36,23 @@ def test_bad_input_and_no_operator_key_change_nothing(client):
         assert_problem(client.post("/v1/webhook-endpoints", json=body, headers=op), 422)
     assert_problem(client.post("/v1/webhook-endpoints", json={"url": "http://x.test/h"}), 401)
     assert client.get("/v1/webhook-endpoints", headers=op).json()["data"] == []
+
+
+def test_the_worker_status_says_what_waits(client, billing):
+    op = operator_headers()
+    empty = client.get("/v1/worker", headers=op).json()
+    assert empty["emails"] == {"due": 0, "oldest_due_at": None} and empty["behind_seconds"] == 0
+    acme = setup_tenant(client)
+    client.post("/v1/webhook-endpoints", json={"url": "http://127.0.0.1:9/hooks"}, headers=op)
+    client.put("/v1/tenants/acme/subscription", json={"plan_id": "starter"}, headers=op)
+    assert open_session(client, acme, "s1").status_code == 201
+    waiting = client.get("/v1/worker", headers=op).json()
+    assert waiting["webhooks"]["due"] == 1 and waiting["webhooks"]["oldest_due_at"] is not None
+    assert waiting["subscriptions_due"] == 0
+    assert waiting["behind_seconds"] == 0  # made just now
+    clocks.move(billing.db, billing.test_clock, billing.now() + timedelta(seconds=90))  # no worker pass on the way
+    assert client.get("/v1/worker", headers=op).json()["behind_seconds"] == 90
+    assert_problem(client.get("/v1/worker"), 401)
+    report = billing.run_due()  # a pass: the webhook fails (nothing listens) and waits for its retry
+    assert report.webhooks_delivered == 0
+    assert client.get("/v1/worker", headers=op).json()["webhooks"]["due"] == 0

@@ -129,6 +129,15 @@ def list_demo_requests(
     return {"data": [demo_request_json(d) for d in data], "next_cursor": nxt}
 
 
+@router.get("/worker", tags=["worker"], summary="How far behind the workers are: what is due and not done")
+def worker_status(billing: BillingDep) -> dict[str, Any]:
+    st = billing.worker_status()
+    return {"now": st.now, "subscriptions_due": st.subscriptions_due,
+            "emails": {"due": st.emails_due, "oldest_due_at": st.oldest_email_due_at},
+            "webhooks": {"due": st.webhooks_due, "oldest_due_at": st.oldest_webhook_due_at},
+            "behind_seconds": round(st.behind_seconds, 3)}
+
+
 # -- webhooks out -------------------------------------------------------------------------------
 
 @router.post("/webhook-endpoints", status_code=201, tags=["webhooks out"],

@@ -43,9 +43,11 @@ from agentbilling.service.records import (
     IssuedToken,
     NewApiKey,
     NoticeRecord,
+    PassReport,
     Page,
     Tenant,
     User,
+    WorkerStatus,
 )
 from agentbilling.service.subscriptions import Subscriptions
 from agentbilling.service.tokens import TokenSigner, hash_api_key
@@ -112,10 +114,11 @@ class Billing:
             self.sandbox.deliver = lambda body, headers: self.receive_webhook("sandbox", body, headers)
             self.provider = self.sandbox
         self.lifecycle = Lifecycle(db, catalog, self.provider, grace=timedelta(days=settings.grace_days))
-        self.notices = NoticeBook(db, self.metering)
+        claim = timedelta(seconds=settings.delivery_claim_seconds)
+        self.notices = NoticeBook(db, self.metering, claim=claim)
         self.mailer = mailer_for(settings.smtp_url, settings.outbox_dir or _default_outbox(settings.database_url))
         self.wall_clock: Clock = SystemClock()  # delivery's own time: claims and retries, not business time
-        self.webhooks = WebhooksOut(db)
+        self.webhooks = WebhooksOut(db, claim=claim)
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -206,24 +209,37 @@ class Billing:
 
     def _due_at(self, moment: datetime) -> None:
         self.provider.clock_moved(moment)  # a provider's own test clock follows, its events applied
-        self.lifecycle.run_due(moment)
-        self.notices.detect(moment)
-        self.deliver_notices()
+        self._pass(moment)
 
-    def run_due(self) -> None:
+    def run_due(self) -> PassReport:
         """Apply what has come due by now: scheduled changes, renewals, charges, provider events,
-        and the notices they and the clock make due."""
-        now = self.now()
-        self.lifecycle.run_due(now)
-        self.notices.detect(now)
-        self.deliver_notices()
+        and the notices they and the clock make due; then send what is due. What the pass did."""
+        return self._pass(self.now())
+
+    def _pass(self, now: datetime) -> PassReport:
+        advanced = self.lifecycle.run_due(now)
+        recorded = self.notices.detect(now)
+        return PassReport(advanced, recorded, self._email(), self.webhooks.deliver(self.wall_clock.now))
+
+    def _email(self) -> int:
+        link = f"{self.settings.public_url}/billing" if self.settings.public_url else None
+        return self.notices.deliver(self.mailer, self.wall_clock.now, sender=self.settings.email_from, link=link)
 
     def deliver_notices(self) -> int:
         """Email the notices that are due to their tenants' billing contacts, then post the webhooks
         that are due to the operator's endpoints; how many emails and webhooks went out."""
-        link = f"{self.settings.public_url}/billing" if self.settings.public_url else None
-        emailed = self.notices.deliver(self.mailer, self.wall_clock.now, sender=self.settings.email_from, link=link)
-        return emailed + self.webhooks.deliver(self.wall_clock.now)
+        return self._email() + self.webhooks.deliver(self.wall_clock.now)
+
+    def worker_status(self) -> WorkerStatus:
+        """How far behind the workers are: what is due and not done, and since when."""
+        wall, now = self.wall_clock.now(), self.now()
+        emails, email_backlog = self.notices.backlog(wall)
+        hooks, hook_backlog = self.webhooks.backlog(wall)
+        return WorkerStatus(
+            now=now, subscriptions_due=self.lifecycle.due_count(now), emails_due=emails,
+            oldest_email_due_at=email_backlog.oldest, webhooks_due=hooks, oldest_webhook_due_at=hook_backlog.oldest,
+            behind_seconds=max(email_backlog.behind(wall, now), hook_backlog.behind(wall, now)),
+        )
 
     # -- operator: webhook endpoints ------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import and_, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agentbilling.domain import invoicing
@@ -599,9 +599,10 @@ class Lifecycle:
 
     # -- what comes due as time passes ---------------------------------------------------------
 
-    def run_due(self, now: datetime) -> None:
+    def run_due(self, now: datetime) -> int:
         """Apply everything due by `now`: deliver the provider's pending events, store what time did
-        to each subscription, renew the periods that began, and charge the invoices due."""
+        to each subscription, renew the periods that began, and charge the invoices due. Returns
+        how many subscriptions had something due."""
         self.provider.deliver_pending()
         c = subscriptions.c
         with self.db.read() as conn:
@@ -614,6 +615,17 @@ class Lifecycle:
         if self.provider.owns_billing:
             self._end_lapsed_at_provider()
         self.collect(now)
+        return len(tenants)
+
+    def due_count(self, now: datetime) -> int:
+        """Subscriptions with something time has made due and no worker has written yet."""
+        c = subscriptions.c
+        with self.db.read() as conn:
+            # Renewals are ours to make unless the provider bills (Stripe renews its own).
+            renewals = false() if self.provider.owns_billing else and_(
+                c.billed_until <= now, c.offline.is_(False), c.provider.is_not(None))
+            return conn.execute(select(func.count()).select_from(subscriptions).where(
+                c.status == Status.ACTIVE.value, or_(c.pending_at <= now, c.cancel_at <= now, renewals))).scalar() or 0
 
     def _advance_tenant(self, tenant_id: str, now: datetime) -> None:
         with self.db.write() as conn:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,16 +24,17 @@ from agentbilling.domain.notices import Notice, due_notices, notices_due_after
 from agentbilling.domain.subscription import Status
 from agentbilling.service.cursors import newest_first
 from agentbilling.service.mailer import Mailer, build
-from agentbilling.service.records import NoticeRecord
+from agentbilling.service.records import Backlog, NoticeRecord
 from agentbilling.service.webhooks_out import emit
 from agentbilling.storage.db import Database
+from agentbilling.storage.types import UTCDateTime
 from agentbilling.storage.metering import MeteringStore
 from agentbilling.storage.tables import notices, subscriptions, tenants
 
 log = logging.getLogger(__name__)
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
-CLAIM = timedelta(minutes=2)  # a worker that claimed an email and died frees it after this
+CLAIM = timedelta(minutes=2)  # by default, a worker that claimed an email and died frees it after this
 RETRY_AFTER = [timedelta(minutes=m) for m in (1, 5, 30, 120, 720, 1440)]  # then it is given up (failed)
 _FIELDS = ("id", "tenant_id", "type", "key", "title", "text", "created_at", "email_to", "email_status",
            "email_sent_at")
@@ -64,9 +65,10 @@ def record(conn: Any, tenant_id: str, found: Iterable[Notice], now: datetime) ->
 
 
 class NoticeBook:
-    def __init__(self, db: Database, metering: MeteringStore) -> None:
+    def __init__(self, db: Database, metering: MeteringStore, *, claim: timedelta = CLAIM) -> None:
         self.db = db
         self.metering = metering
+        self.claim_for = claim
 
     def _running(self) -> list[str]:
         c = subscriptions.c
@@ -110,7 +112,7 @@ class NoticeBook:
         """Take up to `batch` emails that are due, oldest first, for this worker alone: on
         PostgreSQL the rows are locked with SKIP LOCKED (another worker takes the next ones);
         on SQLite the write transaction holds the database's one write lock. A claim lapses after
-        CLAIM, so the emails of a worker that died go out from another."""
+        `claim_for`, so the emails of a worker that died go out from another."""
         c = notices.c
         with self.db.write() as conn:
             query = select(c.tenant_id, c.id).where(self._due(wall)).order_by(c.created_at, c.id).limit(batch)
@@ -120,7 +122,7 @@ class NoticeBook:
             claimed = []
             for tenant_id, notice_id in keys:
                 hit = conn.execute(update(notices).where(c.tenant_id == tenant_id, c.id == notice_id, self._due(wall))
-                                   .values(email_claimed_until=wall + CLAIM)).rowcount
+                                   .values(email_claimed_until=wall + self.claim_for)).rowcount
                 if hit:
                     claimed.append((tenant_id, notice_id))
             if not claimed:
@@ -174,3 +176,14 @@ class NoticeBook:
                 email_attempts=c.email_attempts + 1, email_error=None))
         log.info("notice %s (%s) emailed to %s", n.id, n.type, n.email_to)
         return 1
+
+    def backlog(self, wall: datetime) -> tuple[int, Backlog]:
+        """Emails due now and not sent, and since when they wait (see Backlog)."""
+        c = notices.c
+        due = and_(c.email_status == PENDING, c.email_to.is_not(None),
+                   or_(c.email_next_at.is_(None), c.email_next_at <= wall))
+        with self.db.read() as conn:
+            count, retry, first = conn.execute(select(
+                func.count(), func.min(c.email_next_at, type_=UTCDateTime()),
+                func.min(case((c.email_next_at.is_(None), c.created_at)), type_=UTCDateTime())).where(due)).one()
+        return count or 0, Backlog(retry, first)

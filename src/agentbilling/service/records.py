@@ -103,3 +103,44 @@ class NoticeRecord:
     email_to: str | None
     email_status: str
     email_sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class PassReport:
+    """What one worker pass did."""
+
+    subscriptions_advanced: int  # subscriptions with something due (changes, renewals, retries)
+    notices_recorded: int
+    emails_sent: int
+    webhooks_delivered: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Since when due work waits: a retry is due from its wall-clock time, a first try from the
+    business moment its notice or event was made (the two clocks differ under the test clock)."""
+
+    oldest_retry_at: datetime | None  # wall clock
+    oldest_new_at: datetime | None  # business clock
+
+    def behind(self, wall: datetime, now: datetime) -> float:
+        waits = [(wall - self.oldest_retry_at).total_seconds() if self.oldest_retry_at else 0.0,
+                 (now - self.oldest_new_at).total_seconds() if self.oldest_new_at else 0.0]
+        return max(0.0, *waits)
+
+    @property
+    def oldest(self) -> datetime | None:
+        return self.oldest_new_at or self.oldest_retry_at
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """How far behind the workers are (GET /v1/worker)."""
+
+    now: datetime  # business time
+    subscriptions_due: int  # a scheduled change, a cancellation's end or a renewal not yet written
+    emails_due: int
+    oldest_email_due_at: datetime | None
+    webhooks_due: int
+    oldest_webhook_due_at: datetime | None
+    behind_seconds: float  # since the oldest due email or webhook (0: nothing waits)

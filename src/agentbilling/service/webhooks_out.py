@@ -23,13 +23,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from standardwebhooks.webhooks import Webhook
 
 from agentbilling.domain.errors import InvalidInput, NotFound
 from agentbilling.domain.subscription import Subscription
 from agentbilling.service.cursors import newest_first
+from agentbilling.service.records import Backlog
 from agentbilling.storage.db import Database
+from agentbilling.storage.types import UTCDateTime
 from agentbilling.storage.tables import webhook_deliveries, webhook_endpoints, webhook_events
 
 log = logging.getLogger(__name__)
@@ -108,8 +110,9 @@ def _endpoint(row: Any) -> Endpoint:
 
 
 class WebhooksOut:
-    def __init__(self, db: Database, client: httpx.Client | None = None) -> None:
+    def __init__(self, db: Database, client: httpx.Client | None = None, *, claim: timedelta = CLAIM) -> None:
         self.db = db
+        self.claim_for = claim
         self.client = client or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
 
     def close(self) -> None:
@@ -175,7 +178,7 @@ class WebhooksOut:
             claimed = []
             for endpoint_id, event_id in conn.execute(query).all():
                 mine = and_(d.endpoint_id == endpoint_id, d.event_id == event_id, self._due(wall))
-                if conn.execute(update(webhook_deliveries).where(mine).values(claimed_until=wall + CLAIM)).rowcount:
+                if conn.execute(update(webhook_deliveries).where(mine).values(claimed_until=wall + self.claim_for)).rowcount:
                     claimed.append((endpoint_id, event_id))
         return claimed
 
@@ -267,3 +270,13 @@ class WebhooksOut:
                                      claimed_until=None))
         log.warning("webhook %s to endpoint %s failed (attempt %d): %s%s", event_id, endpoint_id, attempts, error,
                     "; endpoint disabled" if disable else "")
+
+    def backlog(self, wall: datetime) -> tuple[int, Backlog]:
+        """Deliveries due now and not made, and since when they wait (see Backlog)."""
+        d = webhook_deliveries.c
+        due = and_(d.status == PENDING, or_(d.next_at.is_(None), d.next_at <= wall))
+        with self.db.read() as conn:
+            count, retry, first = conn.execute(select(
+                func.count(), func.min(d.next_at, type_=UTCDateTime()),
+                func.min(case((d.next_at.is_(None), d.created_at)), type_=UTCDateTime())).where(due)).one()
+        return count or 0, Backlog(retry, first)

@@ -1,5 +1,7 @@
 """The worker: applies what comes due as time passes (scheduled plan changes, renewals and their
-charges, retries, the ends of cancelled and unpaid plans, undelivered provider events).
+charges, retries, the ends of cancelled and unpaid plans, undelivered provider events), records
+the notices that came due and sends their emails and webhooks. It logs each pass that did
+something; `GET /v1/worker` says how far behind the workers are.
 
 `serve` runs one in a thread of its process; `agentbilling worker` runs one on its own. Several
 may run at once, on one database: each piece of work is claimed under a row lock or made under a
@@ -8,10 +10,13 @@ unique id, so none is done twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
 
 from agentbilling.service.facade import Billing
+from agentbilling.service.records import PassReport
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +29,18 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.passes = 0
 
-    def run_once(self) -> None:
+    def run_once(self) -> PassReport | None:
+        report = None
+        started = time.monotonic()
         try:
-            self.billing.run_due()
+            report = self.billing.run_due()
         except Exception:  # one bad pass must not stop the next: log it, try again later
             log.exception("worker: a pass failed; the next one runs in %ss", self.interval)
         self.passes += 1
+        if report is not None and any(dataclasses.astuple(report)):
+            log.info("worker: %d subscriptions advanced, %d notices recorded, %d emails sent, %d webhooks delivered "
+                     "(%.2fs)", *dataclasses.astuple(report), time.monotonic() - started)
+        return report
 
     def run(self) -> None:
         """Pass after pass until stopped."""
