@@ -232,3 +232,22 @@ def test_two_workers_racing_over_a_thousand_due_emails_send_each_once(settings: 
     finally:
         for w in (setup, *workers):
             w.close()
+
+
+def test_every_notice_type_has_its_own_text_and_html_email():
+    from agentbilling.domain.notices import NoticeType
+    from agentbilling.service.mailer import NOTICE_HEADER, build
+    from agentbilling.service.records import NoticeRecord
+
+    bodies = set()
+    for kind in NoticeType:
+        n = NoticeRecord("ntc_1", "acme", kind.value, f"{kind}:k", "A <title>", "Some text.",
+                         datetime(2026, 2, 1, tzinfo=UTC), "billing@acme.test", "pending", None)
+        msg = build(n, sender="b@x.test", tenant_name="Acme", link="https://billing.test/billing")
+        text = msg.get_body(("plain",)).get_content()
+        html = msg.get_body(("html",)).get_content()
+        assert msg[NOTICE_HEADER] == kind.value and "Some text." in text and "Some text." in html
+        assert "A &lt;title&gt;" in html  # escaped in HTML
+        action = text.split("Some text.")[1].split("Open Profile > Billing:")[0].strip()
+        assert action and action not in bodies, kind  # its own call to action
+        bodies.add(action)

@@ -1,7 +1,8 @@
 """Where notice emails go: an SMTP server (AGENTBILLING_SMTP_URL), else an outbox folder of .eml files.
 
 Each message is built once per notice, with the notice's id as its Message-ID and its type in
-the X-Agentbilling-Notice header, text and HTML parts from the templates beside this module.
+the X-Agentbilling-Notice header, and text and HTML parts from the notice type's own templates
+(`email_templates/<type>.txt` and `.html`, on top of `base.txt` and `base.html`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def build(notice: NoticeRecord, *, sender: str, tenant_name: str, link: str | No
     msg["Message-ID"] = message_id(notice.id)
     msg[NOTICE_HEADER] = notice.type
     context = {"notice": notice, "tenant_name": tenant_name, "link": link}
-    msg.set_content(_templates.get_template("notice.txt").render(context))
-    msg.add_alternative(_templates.get_template("notice.html").render(context), subtype="html")
+    # Each notice type has its own pair of templates (on top of base.txt and base.html).
+    msg.set_content(_templates.get_template(f"{notice.type}.txt").render(context))
+    msg.add_alternative(_templates.get_template(f"{notice.type}.html").render(context), subtype="html")
     return msg
 
 
