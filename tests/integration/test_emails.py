@@ -251,3 +251,30 @@ def test_every_notice_type_has_its_own_text_and_html_email():
         action = text.split("Some text.")[1].split("Open Profile > Billing:")[0].strip()
         assert action and action not in bodies, kind  # its own call to action
         bodies.add(action)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_smtp_credentials_in_the_url_log_in(settings, clock):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password) if isinstance(auth_data, LoginPassword) else None)
+        return AuthResult(success=logins[-1] == (b"ops", b"p@ss word"))
+
+    handler = Inbox()
+    port = _free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_required=True, auth_require_tls=False)  # TLS is smtps:// or smtp+starttls://
+    controller.start()
+    url = f"smtp://ops:p%40ss%20word@127.0.0.1:{port}"  # URL-encoded, as a password with @ and a space must be
+    b = connect(Settings(**{**settings.model_dump(), "smtp_url": url}), clock=clock, upgrade=False)
+    try:
+        b.create_tenant("acme", "Acme", "billing@acme.test")
+        _fill(b, "a", 30)
+        b.run_due()
+        assert handler.types() == ["trial_sessions_60"] and logins == [(b"ops", b"p@ss word")]
+    finally:
+        b.close()
+        controller.stop()
