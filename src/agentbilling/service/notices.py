@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agentbilling.domain.notices import Notice, due_notices, notices_due_after
 from agentbilling.domain.subscription import Status
+from agentbilling.service import claims
 from agentbilling.service.cursors import newest_first
 from agentbilling.service.mailer import Mailer, build
 from agentbilling.service.records import Backlog, NoticeRecord
@@ -109,26 +110,16 @@ class NoticeBook:
                     or_(c.email_claimed_until.is_(None), c.email_claimed_until < wall))
 
     def claim(self, wall: datetime, batch: int = 50) -> list[NoticeRecord]:
-        """Take up to `batch` emails that are due, oldest first, for this worker alone: on
-        PostgreSQL the rows are locked with SKIP LOCKED (another worker takes the next ones);
-        on SQLite the write transaction holds the database's one write lock. A claim lapses after
-        `claim_for`, so the emails of a worker that died go out from another."""
+        """Up to `batch` emails that are due, oldest first, for this worker alone until
+        `claim_for` has passed (service/claims.py)."""
         c = notices.c
-        with self.db.write() as conn:
-            query = select(c.tenant_id, c.id).where(self._due(wall)).order_by(c.created_at, c.id).limit(batch)
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            keys = conn.execute(query).all()
-            claimed = []
-            for tenant_id, notice_id in keys:
-                hit = conn.execute(update(notices).where(c.tenant_id == tenant_id, c.id == notice_id, self._due(wall))
-                                   .values(email_claimed_until=wall + self.claim_for)).rowcount
-                if hit:
-                    claimed.append((tenant_id, notice_id))
-            if not claimed:
-                return []
-            cols = [c[f] for f in _FIELDS]
-            rows = conn.execute(select(*cols).where(or_(*(and_(c.tenant_id == t, c.id == i) for t, i in claimed)))
+        claimed = claims.claim(self.db, notices, [c.tenant_id, c.id], self._due(wall), [c.created_at, c.id],
+                               c.email_claimed_until, wall + self.claim_for, batch)
+        if not claimed:
+            return []
+        with self.db.read() as conn:
+            rows = conn.execute(select(*[c[f] for f in _FIELDS])
+                                .where(or_(*(and_(c.tenant_id == t, c.id == i) for t, i in claimed)))
                                 .order_by(c.created_at, c.id)).all()
         return [NoticeRecord(*r) for r in rows]
 

@@ -28,6 +28,7 @@ from standardwebhooks.webhooks import Webhook
 
 from agentbilling.domain.errors import InvalidInput, NotFound
 from agentbilling.domain.subscription import Subscription
+from agentbilling.service import claims
 from agentbilling.service.cursors import newest_first
 from agentbilling.service.records import Backlog
 from agentbilling.storage.db import Database
@@ -168,19 +169,12 @@ class WebhooksOut:
                     or_(d.claimed_until.is_(None), d.claimed_until < wall))
 
     def claim(self, wall: datetime, batch: int = 50) -> list[tuple[str, str]]:
-        """Up to `batch` due deliveries (endpoint id, event id), oldest first, for this worker alone."""
+        """Up to `batch` due deliveries (endpoint id, event id), oldest first, for this worker alone
+        until `claim_for` has passed (service/claims.py)."""
         d = webhook_deliveries.c
-        with self.db.write() as conn:
-            query = select(d.endpoint_id, d.event_id).where(self._due(wall)).order_by(d.created_at, d.event_id) \
-                .limit(batch)
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            claimed = []
-            for endpoint_id, event_id in conn.execute(query).all():
-                mine = and_(d.endpoint_id == endpoint_id, d.event_id == event_id, self._due(wall))
-                if conn.execute(update(webhook_deliveries).where(mine).values(claimed_until=wall + self.claim_for)).rowcount:
-                    claimed.append((endpoint_id, event_id))
-        return claimed
+        keys = claims.claim(self.db, webhook_deliveries, [d.endpoint_id, d.event_id], self._due(wall),
+                            [d.created_at, d.event_id], d.claimed_until, wall + self.claim_for, batch)
+        return [(endpoint_id, event_id) for endpoint_id, event_id in keys]
 
     def deliver(self, wall: Callable[[], datetime], batch: int = 50) -> int:
         """Post the due deliveries, batch after batch; how many were delivered."""
