@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentbilling.domain.card import LIMIT_REACHED_TEXT, TRIAL_TITLE, Badge, Banner, banners, cards
+from agentbilling.domain.card import (
+    LIMIT_REACHED_TEXT,
+    TRIAL_TITLE,
+    Badge,
+    Banner,
+    banners,
+    cards,
+    paid_plan_running,
+)
 from agentbilling.domain.gate import Refusal
 from agentbilling.domain.subscription import Status, Subscription, standing
 from tests.domain.support import DAY, OUTREACH, STARTER, T0, US, fast, paid_sub, trial_sub
@@ -179,3 +187,17 @@ def test_banner_for_an_overdue_payment():
 def test_no_banner_when_billing_is_disabled():
     assert banners(standing(trial_sub(), T0 + 30 * DAY, billing_enabled=False), 99) == []
     assert banners(standing(paid_sub(STARTER), T0 + DAY, billing_enabled=False), 10**6) == []
+
+
+def test_a_paid_plan_runs_while_active_also_in_a_payment_issue_or_cancelled_not_on_the_trial_or_after():
+    def running(sub, now, used=0):
+        return paid_plan_running(sub, standing(sub, now), used)
+
+    assert not running(trial_sub(), T0 + DAY)
+    assert running(paid_sub(STARTER), T0 + DAY)
+    failed = dataclasses.replace(paid_sub(STARTER), payment_failed_at=T0 + DAY, grace_ends_at=T0 + 8 * DAY)
+    assert running(failed, T0 + 2 * DAY)
+    cancelled = dataclasses.replace(paid_sub(STARTER), cancel_at=T0 + 28 * DAY)
+    assert running(cancelled, T0 + 2 * DAY)
+    assert not running(cancelled, T0 + 29 * DAY)  # the plan ended
+    assert not running(paid_sub(STARTER, status=Status.EXPIRED), T0 + DAY)

@@ -90,7 +90,7 @@ def tab_context(request: Request, billing: Billing, user: User, token: str) -> d
     """Everything the tab and its dialogs' own pages show."""
     view = billing.billing_view(user.tenant_id)
     current = view.cards[0]
-    running = view.session_limit is not None  # a paid plan runs: Subscribe changes the plan
+    running = view.paid_plan_running  # Subscribe changes the plan
     today = billing.now().date()
     return {
         "user": user,

@@ -107,10 +107,16 @@ def cards(sub: Subscription, st: Standing, now: datetime, used: int) -> list[Car
     return out
 
 
+def paid_plan_running(sub: Subscription, st: Standing, used: int) -> bool:
+    """A paid plan runs (in a payment issue, or cancelled for its period's end, too): the tab
+    shows the Session limit card, and Subscribe on another plan changes the plan (R8, R9).
+    `sub` as it stands now."""
+    return sub.plan is not None and st.status_with(used) is Status.ACTIVE
+
+
 def session_limit_card(sub: Subscription, st: Standing, used: int) -> SessionLimit | None:
-    """The Session limit card: while a paid plan runs (in a payment issue, or cancelled for its
-    period's end, too), not on the trial nor after the end (R9). `sub` as it stands now."""
-    if sub.plan is None or st.status_with(used) is not Status.ACTIVE:
+    """The Session limit card: while a paid plan runs, not on the trial nor after the end (R9)."""
+    if not paid_plan_running(sub, st, used):
         return None
     return SessionLimit(
         limit=effective_limit(sub.plan, sub.custom_limit),

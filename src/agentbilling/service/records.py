@@ -56,6 +56,7 @@ class BillingView:
     plans: list[Plan]
     admission: Admission
     offline: bool = False  # on a plan arranged with the operator: changed through them, not the portal
+    paid_plan_running: bool = False  # Subscribe on another plan changes the plan (domain.card.paid_plan_running)
 
 
 @dataclass(frozen=True, slots=True)

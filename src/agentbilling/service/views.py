@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from agentbilling.domain.card import banners, cards, session_limit_card
+from agentbilling.domain.card import banners, cards, paid_plan_running, session_limit_card
 from agentbilling.domain.plans import Catalog
 from agentbilling.domain.usage import LOOKBACK, DayUsage, chart_window, units_by_day
 from agentbilling.service.cursors import newest_first
@@ -27,6 +27,7 @@ def billing_view(metering: MeteringStore, catalog: Catalog, tenant_id: str, now:
         plans=catalog.available_for(tenant_id),
         admission=Admission(accepting=reason is None, reason=reason),
         offline=sub.offline and sub.paid,
+        paid_plan_running=paid_plan_running(sub, st, used),
     )
 
 
