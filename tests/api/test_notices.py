@@ -112,3 +112,38 @@ def test_notices_are_the_tenants_own_and_need_billing_rights(client, acme):
     assert client.get("/v1/billing/notices", headers={"Authorization": f"Bearer {t}"}).json()["data"] == []
     assert client.get("/v1/billing/notices").status_code == 401
     assert open_session(client, acme, "x").status_code == 201
+
+
+def test_a_pass_writes_only_notices_that_are_new(client, acme, billing):
+    from sqlalchemy import event
+
+    fill(client, acme, "a", 30)
+    advance(client, to="2026-02-08T00:00:00Z")  # 60% and 7 days left: both recorded
+    writes: list[str] = []
+
+    def seen(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")) and "notices" in statement:
+            writes.append(statement)
+
+    event.listen(billing.db.engine, "before_cursor_execute", seen)
+    try:
+        assert billing.notices.detect(billing.now()) == 0  # still due, already recorded
+        assert writes == []
+    finally:
+        event.remove(billing.db.engine, "before_cursor_execute", seen)
+    assert types(client, acme) == ["trial_sessions_60", "trial_days_7"]
+
+
+def test_with_billing_off_no_reminders_are_made(settings, clock):
+    from agentbilling.service.facade import connect
+    from agentbilling.settings import Settings
+
+    b = connect(Settings(**{**settings.model_dump(), "billing_enabled": False}), clock=clock, upgrade=False)
+    try:
+        b.create_tenant("acme", "Acme", "billing@acme.test")
+        for i in range(50):
+            b.open_session("acme", f"s{i}", agent_id="a", direction="inbound")
+        b.advance_clock(seconds=20 * 86400)
+        assert b.list_notices("acme")[0] == []
+    finally:
+        b.close()

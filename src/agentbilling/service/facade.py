@@ -115,7 +115,7 @@ class Billing:
             self.provider = self.sandbox
         self.lifecycle = Lifecycle(db, catalog, self.provider, grace=timedelta(days=settings.grace_days))
         claim = timedelta(seconds=settings.delivery_claim_seconds)
-        self.notices = NoticeBook(db, self.metering, claim=claim)
+        self.notices = NoticeBook(db, catalog, claim=claim, billing_enabled=settings.billing_enabled)
         self.mailer = mailer_for(settings.smtp_url, settings.outbox_dir or _default_outbox(settings.database_url))
         self.wall_clock: Clock = SystemClock()  # delivery's own time: claims and retries, not business time
         self.webhooks = WebhooksOut(db, claim=claim)

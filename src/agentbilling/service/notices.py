@@ -16,12 +16,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agentbilling.domain.notices import Notice, due_notices, notices_due_after
-from agentbilling.domain.subscription import Status
+from agentbilling.domain.plans import Catalog
+from agentbilling.domain.subscription import Status, Subscription, standing
 from agentbilling.service import claims
 from agentbilling.service.cursors import newest_first
 from agentbilling.service.mailer import Mailer, build
@@ -29,8 +30,8 @@ from agentbilling.service.records import Backlog, NoticeRecord
 from agentbilling.service.webhooks_out import emit
 from agentbilling.storage.db import Database
 from agentbilling.storage.types import UTCDateTime
-from agentbilling.storage.metering import MeteringStore
-from agentbilling.storage.tables import notices, subscriptions, tenants
+from agentbilling.storage.rows import SUBSCRIPTION_COLUMNS, subscription_from_row
+from agentbilling.storage.tables import notices, subscriptions, tenants, usage_counters
 
 log = logging.getLogger(__name__)
 
@@ -66,35 +67,52 @@ def record(conn: Any, tenant_id: str, found: Iterable[Notice], now: datetime) ->
 
 
 class NoticeBook:
-    def __init__(self, db: Database, metering: MeteringStore, *, claim: timedelta = CLAIM) -> None:
+    def __init__(self, db: Database, catalog: Catalog, *, claim: timedelta = CLAIM,
+                 billing_enabled: bool = True) -> None:
         self.db = db
-        self.metering = metering
+        self.catalog = catalog
+        self.billing_enabled = billing_enabled  # off: billing is handled elsewhere, so no reminders of ours
         self.claim_for = claim
 
-    def _running(self) -> list[str]:
+    def _running(self, conn: Any) -> list[Subscription]:
         c = subscriptions.c
-        with self.db.read() as conn:
-            return list(conn.execute(select(c.tenant_id).where(
-                c.status.in_([Status.TRIALING.value, Status.ACTIVE.value]))).scalars())
+        rows = conn.execute(select(c.tenant_id, *[c[k] for k in SUBSCRIPTION_COLUMNS]).where(
+            c.status.in_([Status.TRIALING.value, Status.ACTIVE.value]))).all()
+        return [subscription_from_row(r[0], r[1:], self.catalog, lambda v: v) for r in rows]
 
     def detect(self, now: datetime) -> int:
-        """Record the threshold and time-based notices due by `now`, for every running subscription."""
+        """Record the threshold and time-based notices due by `now`, for every running subscription.
+
+        Three reads for all tenants (the subscriptions, their counters, which of the due keys
+        exist), then a write only for a tenant with a notice not recorded yet: a notice stays due
+        for days (7 days left, say), and the passes in between write nothing.
+        """
+        if not self.billing_enabled:
+            return 0
+        with self.db.read() as conn:
+            subs = self._running(conn)
+            counters = {s.tenant_id: standing(s, now).counter for s in subs}
+            u = usage_counters.c
+            used = dict(conn.execute(select(u.tenant_id, u.billable_sessions).where(
+                tuple_(u.tenant_id, u.period).in_(list(counters.items())))).all()) if counters else {}
+            due = {s.tenant_id: found for s in subs if (found := due_notices(s, used.get(s.tenant_id, 0), now))}
+            pairs = [(t, n.key) for t, found in due.items() for n in found]
+            n_ = notices.c
+            known = set(conn.execute(select(n_.tenant_id, n_.key).where(
+                tuple_(n_.tenant_id, n_.key).in_(pairs))).all()) if pairs else set()
         new = 0
-        for tenant_id in self._running():
-            sub, _, used = self.metering.standing_and_usage(tenant_id, now)
-            found = due_notices(sub, used, now)
-            if found:
+        for tenant_id, found in due.items():
+            fresh = [n for n in found if (tenant_id, n.key) not in known]
+            if fresh:
                 with self.db.write() as conn:
-                    new += record(conn, tenant_id, found, now)
+                    new += record(conn, tenant_id, fresh, now)  # unique keys: a racing worker adds nothing twice
         return new
 
     def next_due(self, after: datetime) -> datetime | None:
         """The next moment a time-based notice comes due, with no sessions on the way."""
-        moments = []
-        for tenant_id in self._running():
-            sub, _, _ = self.metering.standing_and_usage(tenant_id, after)
-            moments.extend(notices_due_after(sub, after))
-        return min(moments, default=None)
+        with self.db.read() as conn:
+            subs = self._running(conn)
+        return min((m for s in subs for m in notices_due_after(s, after)), default=None)
 
     def list(self, tenant_id: str, cursor: str | None, limit: int) -> tuple[list[NoticeRecord], str | None]:
         cols = [notices.c[f] for f in _FIELDS]
