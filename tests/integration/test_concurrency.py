@@ -90,6 +90,21 @@ class GateProbe:
         self._wrap(monkeypatch, store, "open_session", lambda args: 1)
         self._wrap(monkeypatch, store, "open_session_for_key", lambda args: 1)
         self._wrap(monkeypatch, store, "open_sessions_for_key", lambda args: len(args[1]))
+        # PostgreSQL's one statement on the event loop (None: it decided nothing; a thread does).
+        self.one_statement: list[int] = []  # the size of every batch it admitted
+        on_the_loop = store.open_sessions_kept_async
+
+        async def probed_on_the_loop(pool, key_hash, requests, now):
+            self._enter(len(requests), batch=True)
+            try:
+                answers = await on_the_loop(pool, key_hash, requests, now)
+            finally:
+                self._leave(len(requests))
+            if answers is not None:
+                self.one_statement.append(len(requests))
+            return answers
+
+        monkeypatch.setattr(store, "open_sessions_kept_async", probed_on_the_loop)
 
     def _enter(self, n: int, *, batch: bool) -> None:
         with self._lock:
@@ -303,6 +318,26 @@ def test_a_burst_of_the_same_session_id_counts_once(http, burst, room):
         listed = [s["id"] for s in listed_sessions(http, access)]
         assert listed.count("conv-shared") == 1
         assert len(listed) == before + 1
+
+
+def test_bursts_of_new_ids_under_known_keys_are_admitted_whole_and_counted_once(http, burst, billing, probe):
+    """The gate's common case: keys already used, a limit far off. On PostgreSQL such batches are
+    admitted in one statement on the event loop; whichever way, every request is admitted once."""
+    access = paid_tenant(http, "busy", limit=1000)
+    for i in range(KEYS):  # each key once: the service now knows its tenant
+        assert opener(access, f"warm-{i}", i)(http).status_code == 201
+    for rnd in range(5):
+        ids = [f"burst-{rnd}-{i}" for i in range(BURST)]
+        shots = burst.fire([opener(access, sid, i) for i, sid in enumerate(ids)])
+        assert [s.response.status_code for s in shots] == [201] * BURST
+        assert [s.response.json()["id"] for s in shots] == ids
+
+    assert billing_of(http, access)["cards"][0]["sessions_count"] == KEYS + 5 * BURST
+    assert len(listed_sessions(http, access)) == KEYS + 5 * BURST
+    if billing.db.is_sqlite:
+        assert probe.one_statement == []  # no asyncio driver: every batch is a transaction on a thread
+    else:
+        assert sum(probe.one_statement) > BURST, probe.one_statement
 
 
 def test_replays_and_new_ids_racing_for_the_last_slot(http, burst):

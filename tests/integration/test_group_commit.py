@@ -12,6 +12,7 @@ import itertools
 import os
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from agentbilling.api import runtime
 from agentbilling.api.group_commit import GroupCommit
 from agentbilling.domain.errors import DomainError, SessionIdReused
 from agentbilling.domain.gate import Refusal
@@ -307,6 +309,183 @@ def test_the_one_statement_admission_is_used_and_checks_the_revision(billing: Bi
     assert billing.open_session_for_key(key, "s-3", agent_id="a", direction="inbound").session  # the new limit
     assert decided_by_one_statement == [False, True, False, False]
     assert used(billing, "acme") == 3
+
+
+# -- PostgreSQL: a batch in one statement, on the event loop ------------------------------------
+
+def gate(billing: Billing, key: str, requests: list[AdmissionRequest], *, fallback: bool = True):
+    """A batch as the HTTP API decides it (`runtime.decide_batch`): in one statement on an asyncio
+    connection when that can decide it, else in a transaction on a thread. With `fallback=False`
+    only the statement's answer: None when it decided nothing."""
+
+    async def go():
+        pool = billing.gate_pool()
+        await pool.open()
+        try:
+            if not fallback:
+                return await billing.open_sessions_kept_async(pool, key, requests)
+            return await runtime.decide_batch(SimpleNamespace(gate_pool=pool), billing, key, requests)
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
+
+
+def warm(billing: Billing, key: str, tenant_id: str, sid: str | None = None) -> None:
+    """One admission under the key: the service now knows the key's tenant and keeps its standing."""
+    assert billing.open_sessions_for_key(key, [req(billing, sid or f"warm-{tenant_id}")])[0].replay is False
+
+
+@postgres_only
+def test_new_ids_under_a_known_key_are_admitted_in_one_statement_on_the_event_loop(billing: Billing):
+    key = paid(billing, "acme", limit=10)
+    warm(billing, key, "acme")
+
+    results = gate(billing, key, [req(billing, f"s-{i}") for i in range(5)], fallback=False)
+
+    assert [outcome(r) for r in results] == [("admitted", f"s-{i}", 1) for i in range(5)]
+    assert used(billing, "acme") == 6
+    assert set(stored(billing, "acme")) == {"warm-acme", *(f"s-{i}" for i in range(5))}
+    # ... and up to the last slot exactly: 4 left, 4 asked.
+    assert [outcome(r) for r in gate(billing, key, [req(billing, f"t-{i}") for i in range(4)], fallback=False)] == [
+        ("admitted", f"t-{i}", 1) for i in range(4)]
+    assert used(billing, "acme") == 10
+
+
+def _replay_in_batch(billing, key):
+    return key, [req(billing, "new-1"), req(billing, "warm-acme"), req(billing, "new-2")], [
+        ("admitted", "new-1", 1), ("replay", "warm-acme", 1), ("admitted", "new-2", 1)]
+
+
+def _same_id_twice(billing, key):
+    return key, [req(billing, "twice"), req(billing, "twice")], [("admitted", "twice", 1), ("replay", "twice", 1)]
+
+
+def _past_the_limit(billing, key):  # 2 slots left of 4, 3 asked
+    assert billing.open_sessions_for_key(key, [req(billing, "second")])[0].session
+    return key, [req(billing, f"n-{i}") for i in range(3)], [("admitted", "n-0", 1), ("admitted", "n-1", 1),
+                                                              ("refused", Refusal.SESSION_LIMIT_REACHED.code)]
+
+
+def _key_revoked_since(billing, key):
+    made = billing.create_api_key("acme")
+    assert billing.open_sessions_for_key(made.key, [req(billing, "by-the-other-key")])[0].session
+    billing.revoke_api_key("acme", made.id)
+    return made.key, [req(billing, "a"), req(billing, "b")], [("no key",), ("no key",)]
+
+
+def _limit_changed_since(billing, key):  # a new revision of the subscription: its standing is read again
+    billing.set_session_limit("acme", 5)
+    return key, [req(billing, f"n-{i}") for i in range(5)], [("admitted", f"n-{i}", 1) for i in range(4)] + [
+        ("refused", Refusal.SESSION_LIMIT_REACHED.code)]
+
+
+def _admitted_elsewhere_meanwhile(billing, key):  # by another process: this one's kept standing holds
+    billing.open_session("acme", "elsewhere", agent_id="agent-1", direction="inbound")
+    return key, [req(billing, "n-0"), req(billing, "elsewhere")], [("admitted", "n-0", 1), ("replay", "elsewhere", 1)]
+
+
+@postgres_only
+@pytest.mark.parametrize("case", [_replay_in_batch, _same_id_twice, _past_the_limit, _key_revoked_since,
+                                  _limit_changed_since, _admitted_elsewhere_meanwhile],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_what_one_statement_cannot_decide_changes_nothing_and_is_decided_in_order(billing: Billing, case):
+    key = paid(billing, "acme", limit=4)
+    warm(billing, key, "acme")
+    key, requests, expected = case(billing, key)
+    before_used, before_stored = used(billing, "acme"), stored(billing, "acme")
+
+    assert gate(billing, key, requests, fallback=False) is None
+    assert (used(billing, "acme"), stored(billing, "acme")) == (before_used, before_stored)
+
+    assert [outcome(r) for r in gate(billing, key, requests)] == expected
+
+
+@postgres_only
+def test_one_statement_does_not_decide_uncounted_sessions_nor_a_closed_gate(billing: Billing):
+    out_key = paid(billing, "out", plan="outreach")
+    warm(billing, out_key, "out")
+    assert gate(billing, out_key, [req(billing, "in"), req(billing, "call", "outbound")], fallback=False) is None
+    assert [outcome(r) for r in gate(billing, out_key, [req(billing, "in"), req(billing, "call", "outbound")])] == [
+        ("admitted", "in", 1), ("admitted", "call", 0)]
+
+    billing.create_tenant("trial", "Trial", "billing@trial.test")
+    trial_key = billing.create_api_key("trial").key
+    warm(billing, trial_key, "trial")
+    billing.advance_clock(seconds=15 * 86400)  # past the 14 days
+    assert gate(billing, trial_key, [req(billing, "late")], fallback=False) is None
+    assert [outcome(r) for r in gate(billing, trial_key, [req(billing, "late")])] == [
+        ("refused", Refusal.SUBSCRIPTION_ENDED.code)]
+    assert gate(billing, paid(billing, "cold"), [req(billing, "x")], fallback=False) is None  # a key not seen yet
+
+
+@postgres_only
+@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(requests=requests_strategy, limit=st.integers(min_value=2, max_value=8),
+       plan=st.sampled_from(["starter", "outreach"]), before=st.lists(st.sampled_from(_pool), max_size=3))
+def test_the_event_loop_path_answers_and_stores_what_the_requests_one_by_one_would(
+    billing: Billing, requests, limit, plan, before
+):
+    n = next(_tenants)
+    one_by_one, batched = f"single-{n}", f"loop-{n}"
+    keys = {t: paid(billing, t, plan=plan, limit=limit) for t in (one_by_one, batched)}
+    for t, key in keys.items():
+        assert billing.open_session_for_key(key, "warm", agent_id="x", direction="inbound").session
+        for sid in before:
+            billing.open_session(t, sid, agent_id="x", direction="inbound")
+    asked = [req(billing, sid, direction, agent) for sid, direction, agent in requests]
+
+    def alone(r: AdmissionRequest):
+        try:
+            return billing.open_session_for_key(keys[one_by_one], r.session_id, agent_id=r.agent_id,
+                                                direction=r.direction)
+        except DomainError as err:
+            return err
+
+    expected = [outcome(alone(r)) for r in asked]
+    got = [outcome(r) for r in gate(billing, keys[batched], asked)]
+
+    assert got == expected
+    assert stored(billing, batched) == stored(billing, one_by_one)
+    assert used(billing, batched) == used(billing, one_by_one)
+
+
+@postgres_only
+def test_concurrent_one_statement_batches_never_pass_the_limit(billing: Billing):
+    """Batches under four keys of one tenant, all on the event loop at once and on threads beside
+    them: the counter's row decides, and the limit is reached exactly."""
+    key = paid(billing, "acme", limit=40)
+    keys = [key] + [billing.create_api_key("acme").key for _ in range(3)]
+    for i, k in enumerate(keys):
+        warm(billing, k, "acme", f"warm-{i}")  # 4 used, 36 left
+
+    store, decided = billing.metering, []
+    one_statement = store.open_sessions_kept_async
+
+    async def watched(*args):
+        answers = await one_statement(*args)
+        decided.append(answers is not None)
+        return answers
+
+    store.open_sessions_kept_async = watched
+
+    async def go():
+        pool = billing.gate_pool()
+        await pool.open()
+        state = SimpleNamespace(gate_pool=pool)
+        try:
+            return await asyncio.gather(*(
+                runtime.decide_batch(state, billing, keys[i % 4], [req(billing, f"b{i}-{j}") for j in range(1 + i % 3)])
+                for i in range(30)))
+        finally:
+            await pool.close()
+
+    answers = [outcome(r) for batch in asyncio.run(go()) for r in batch]
+    assert sum(a[0] == "admitted" for a in answers) == 36
+    assert all(a[0] in ("admitted", "refused") for a in answers)
+    assert used(billing, "acme") == 40
+    assert len(stored(billing, "acme")) == 40
+    assert any(decided) and not all(decided), decided  # both ways were taken
 
 
 # -- the coordinator: what goes together ---------------------------------------------------------

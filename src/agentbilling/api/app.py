@@ -29,9 +29,16 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.billing is None:
             app.state.billing = connect(settings or Settings())
+        # PostgreSQL: the gate's asyncio connections (api/runtime.py), bound to this event loop.
+        pool = app.state.gate_pool = app.state.billing.gate_pool()
+        if pool is not None:
+            await pool.open(wait=False)
         try:
             yield
         finally:
+            app.state.gate_pool = None
+            if pool is not None:
+                await pool.close()
             if owned:
                 app.state.billing.close()
 
@@ -42,6 +49,7 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
         lifespan=lifespan,
     )
     app.state.billing = service
+    app.state.gate_pool = None
     problems.install(app)
     web.install(app)
     app.add_middleware(IdempotencyMiddleware)

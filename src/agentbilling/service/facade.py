@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -301,6 +302,20 @@ class Billing:
         commit): each gets the answer it would get alone, in order; an error is returned in its
         place rather than raised. For callers that gather concurrent requests (the HTTP API)."""
         return self.metering.open_sessions_for_key(hash_api_key(key), requests, self.now())
+
+    def gate_pool(self) -> Any:
+        """PostgreSQL: a pool of asyncio connections for `open_sessions_kept_async`, to be opened
+        and closed in the caller's event loop; None on SQLite."""
+        return self.db.async_pool(self.settings.admission_threads)
+
+    async def open_sessions_kept_async(
+        self, pool: Any, key: str, requests: Sequence[AdmissionRequest]
+    ) -> list[OpenResult | Exception | None] | None:
+        """The common case of `open_sessions_for_key` without leaving the event loop: new ids
+        under a key whose tenant's standing is kept, each counted at once, admitted in one
+        statement on a connection of `pool` (`gate_pool`). None when that cannot decide them,
+        with nothing changed: then `open_sessions_for_key` does, on a thread."""
+        return await self.metering.open_sessions_kept_async(pool, hash_api_key(key), requests, self.now())
 
     def record_message(self, tenant_id: str, session_id: str, sender: str | Sender) -> Session:
         return self.metering.record_message(tenant_id, session_id, _enum(Sender, sender, "from"), self.now())

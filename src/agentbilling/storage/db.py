@@ -15,6 +15,12 @@ from sqlalchemy.engine import make_url
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_INTERVAL_S = 0.5
 SQLITE_MMAP_BYTES = 4 << 30  # address space, not memory: pages are loaded as they are read
+# PostgreSQL's raw connections. Autocommit: a single statement is its own transaction (one round
+# trip, as the gate's common case is); transactions of several statements issue BEGIN themselves.
+# Custom plans only: psycopg prepares a statement after a few runs, and PostgreSQL would then keep
+# a generic plan made while the tables were small (a sessions scan, cheap on an empty table) until
+# the next ANALYZE, however large the table grows meanwhile.
+RAW_PG_OPTIONS: dict[str, Any] = {"autocommit": True, "options": "-c plan_cache_mode=force_custom_plan"}
 
 
 class SqliteCheckpointer:
@@ -193,12 +199,23 @@ class Database:
             return conn
         import psycopg
 
-        # Autocommit: a single statement is its own transaction (one round trip, as the gate's
-        # common case is); transactions of several statements issue BEGIN themselves.
-        # Custom plans only: psycopg prepares a statement after a few runs, and PostgreSQL would
-        # then keep a generic plan made while the tables were small (a sessions scan, cheap on an
-        # empty table) until the next ANALYZE, however large the table grows meanwhile.
-        return psycopg.connect(self.conninfo(), autocommit=True, options="-c plan_cache_mode=force_custom_plan")
+        return psycopg.connect(self.conninfo(), **RAW_PG_OPTIONS)
+
+    def async_pool(self, size: int = 4) -> Any:
+        """PostgreSQL: a pool of asyncio connections for the gate's one-statement admissions
+        (`MeteringStore.open_sessions_kept_async`) on an event loop; the caller opens it in its
+        loop (`await pool.open()`) and closes it there. None on SQLite, whose driver has no
+        asyncio side."""
+        if self.is_sqlite:
+            return None
+        from psycopg_pool import AsyncConnectionPool
+
+        # Plans made once and kept (psycopg prepares a statement after a few runs): the one
+        # statement these run looks up rows only by unique keys (`metering._pg_admit_batch`), so no
+        # plan of it goes stale as tables grow, and planning it afresh would cost more server time
+        # than running it.
+        return AsyncConnectionPool(self.conninfo(), kwargs={"autocommit": True}, min_size=1, max_size=size,
+                                   open=False, name="agentbilling-gate")
 
     def conninfo(self) -> str:
         """The libpq connection string of a PostgreSQL database, for the raw driver."""

@@ -150,6 +150,43 @@ def _pg_admit(cols: str, *, key: bool = False, revision: bool = False) -> str:
     )
 
 
+class _KeptBatch(NamedTuple):
+    sessions: list[Session]
+    params: dict[str, Any]
+
+    def answers(self, recorded: int) -> list[OpenResult | DomainError | None] | None:
+        """All admitted, or None: nothing was recorded."""
+        if recorded != len(self.sessions):
+            assert recorded == 0, recorded
+            return None
+        return [OpenResult(s) for s in self.sessions]
+
+
+def _pg_admit_batch(cols: str) -> str:
+    """`_pg_admit` with its key and revision guards, for several new sessions at once: count all
+    their first units under the cap and, only if that counted, record them all; returns how many
+    it recorded (0 or all). Anything out of the ordinary (an id that exists, a count that would
+    pass the cap, a key or subscription that changed) counts and records nothing, and the caller
+    decides the batch request by request in a transaction (`_admit_in_order`). An id that exists
+    fails the insert, which undoes the count: the statement looks nothing up but by a unique key,
+    so a plan made once, while the tables were small, stays right however they grow (a check
+    for the ids beforehand, `id = ANY(...)`, does not: measured, its prepared plan scans the
+    tenant's sessions, slower with every one stored)."""
+    return (
+        "WITH k AS (SELECT 1 FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL AND tenant_id = :t),"
+        " r AS (SELECT 1 FROM subscriptions WHERE tenant_id = :t AND revision = :rev),"
+        " c AS (INSERT INTO usage_counters (tenant_id, period, billable_sessions)"
+        " SELECT CAST(:t AS VARCHAR), :c, :n FROM k, r WHERE :n <= :cap"
+        " ON CONFLICT (tenant_id, period) DO UPDATE SET billable_sessions = usage_counters.billable_sessions + :n"
+        " WHERE usage_counters.billable_sessions <= :cap - :n RETURNING 1),"
+        f" s AS (INSERT INTO sessions (tenant_id, {cols})"
+        " SELECT :t, u.id, u.agent, u.dir, :ao, :now, :now, NULL, NULL, 1"
+        " FROM c, unnest(CAST(:ids AS text[]), CAST(:agents AS text[]), CAST(:dirs AS text[])) AS u(id, agent, dir)"
+        " RETURNING 1)"
+        " SELECT count(*) FROM s"
+    )
+
+
 def _replay_of(first: Session, agent_id: str, direction: Direction) -> OpenResult | SessionIdReused:
     """The same id again: the first answer, or an error if it came with another agent or direction."""
     if first.agent_id != agent_id or first.direction is not direction:
@@ -252,6 +289,7 @@ class MeteringStore:
         self.sql_admit: str | None = None if sqlite else q(_pg_admit(cols))
         self.sql_admit_kept: str | None = None if sqlite else q(_pg_admit(cols, revision=True))
         self.sql_admit_kept_key: str | None = None if sqlite else q(_pg_admit(cols, key=True, revision=True))
+        self.sql_admit_kept_batch: str | None = None if sqlite else q(_pg_admit_batch(cols))
         self.sql_session = q(f"SELECT {cols} FROM sessions WHERE tenant_id = :t AND id = :id")
         self.sql_session_for_update = self.sql_session + lock
         self.sql_update_session = q(
@@ -486,6 +524,9 @@ class MeteringStore:
         """
         if len(requests) == 1:
             return [self._open_one(key_hash, requests[0], now)]
+        kept = self._admit_kept_batch(key_hash, requests, now)
+        if kept is not None:
+            return kept
         try:
             with self._batch_transaction() as cur:
                 cur.execute(self.sql_key_subscription, {"h": key_hash})
@@ -593,6 +634,67 @@ class MeteringStore:
             except self._lost_race:
                 return None  # the same id admitted meanwhile: a replay
         return OpenResult(session) if admitted else None
+
+    def _kept_batch(
+        self, key_hash: str, requests: Sequence[AdmissionRequest], now: datetime
+    ) -> _KeptBatch | None:
+        """The one-statement admission of a batch (`_pg_admit_batch`), if it may decide it: the
+        key's tenant and its standing are kept, and every request is a new id counted at once."""
+        if self.sql_admit_kept_batch is None:
+            return None
+        tenant_id = self._key_tenants.get(key_hash)
+        if tenant_id is None:
+            return None
+        kept = self._kept_standing(tenant_id, now)
+        if kept is None:
+            return None
+        revision, st = kept
+        if st.closed is not None:
+            return None
+        sessions = [Session.open(id=r.session_id, agent_id=r.agent_id, direction=r.direction,
+                                 answered_only=st.answered_only, now=now) for r in requests]
+        ids = [s.id for s in sessions]
+        if len(set(ids)) != len(ids) or any(s.billable_sessions != 1 for s in sessions):
+            return None  # a replay within the batch, or an uncounted admission: decided in order
+        return _KeptBatch(sessions, {
+            "h": key_hash, "t": tenant_id, "rev": revision, "c": st.counter, "n": len(sessions),
+            "cap": NO_CAP if st.cap is None else st.cap, "ao": st.answered_only, "now": now,
+            "ids": ids, "agents": [s.agent_id for s in sessions], "dirs": [s.direction.value for s in sessions],
+        })
+
+    def _admit_kept_batch(
+        self, key_hash: str, requests: Sequence[AdmissionRequest], now: datetime
+    ) -> list[OpenResult | DomainError | None] | None:
+        """PostgreSQL: a batch of new ids, each counted, under a key whose tenant's standing is
+        kept, admitted in one statement (one round trip and one commit, where the transaction takes
+        three); None, with nothing changed, for the transaction to decide one by one."""
+        batch = self._kept_batch(key_hash, requests, now)
+        if batch is None:
+            return None
+        with self.db.raw.connection() as conn:
+            try:
+                (recorded,) = conn.execute(self.sql_admit_kept_batch, batch.params).fetchone()
+            except self._lost_race:
+                return None  # an id admitted meanwhile: nothing was kept
+        return batch.answers(recorded)
+
+    async def open_sessions_kept_async(
+        self, pool: Any, key_hash: str, requests: Sequence[AdmissionRequest], now: datetime
+    ) -> list[OpenResult | DomainError | None] | None:
+        """`_admit_kept_batch` on an asyncio connection of `pool` (`Database.async_pool`), so the
+        gate's common case needs no worker thread: all admitted, or None with nothing changed, for
+        `open_sessions_for_key` to decide. A lone request goes the same way, as a batch of one."""
+        batch = self._kept_batch(key_hash, requests, now)
+        if batch is None:
+            return None
+        async with pool.connection() as conn:
+            try:
+                cur = await conn.execute(self.sql_admit_kept_batch, batch.params)
+                row = await cur.fetchone()
+            except self._lost_race:
+                return None
+        assert row is not None
+        return batch.answers(row[0])
 
     def _admit(
         self, cur: Any, tenant_id: str, st: Standing, session_id: str, agent_id: str, direction: Direction,
