@@ -351,10 +351,14 @@ class Databases:
 
 
 def settings_for(url: str, synchronous: str = "NORMAL"):
+    """The service's settings; `synchronous` is SQLite's (NORMAL, FULL) or, on PostgreSQL, "off"
+    for `synchronous_commit=off` (anything else: as the server is configured)."""
     from agentbilling.settings import Settings
 
+    pg = url.startswith("postgres")
     return Settings(database_url=url, secret_key=SECRET_KEY, operator_key=OPERATOR_KEY,
-                    sqlite_synchronous=synchronous, test_clock=False)
+                    sqlite_synchronous="NORMAL" if pg else synchronous,
+                    pg_synchronous_commit="off" if pg and synchronous == "off" else None, test_clock=False)
 
 
 def connect_service(url: str, synchronous: str = "NORMAL", *, upgrade: bool = False):

@@ -10,7 +10,8 @@ enterprise plan, limit 10^9), one thread, back to back:
            read the subscription, derive the standing, insert the session, capped counter upsert).
 
 Same durability on both: SQLite WAL with synchronous NORMAL (the service's default) and, unless
---quick, FULL; PostgreSQL as the server is configured (synchronous_commit on, fsync on).
+--quick, FULL; PostgreSQL as the server is configured (synchronous_commit on, fsync on) and, unless
+--quick, with synchronous_commit=off on both sides (AGENTBILLING_PG_SYNCHRONOUS_COMMIT=off).
 Each round runs raw, service, raw; the ratio of a round is service / mean(raw, raw).
 """
 
@@ -83,10 +84,11 @@ class RawSqlite:
 
 
 class RawPostgres:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, synchronous: str) -> None:
         import psycopg
 
-        self.conn = psycopg.connect(c.pg_conninfo(url))
+        options = {"options": "-c synchronous_commit=off"} if synchronous == "off" else {}
+        self.conn = psycopg.connect(c.pg_conninfo(url), **options)
         cols = dict(self.conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'usage_counters'"
             " AND table_schema = current_schema()").fetchall())
@@ -135,7 +137,7 @@ def run_one(dbs: c.Databases, kind: str, *, seconds: float, warmup: float, min_c
     url = dbs.fresh(kind)
     try:
         if kind == "raw":
-            runner: Any = RawSqlite(url, dbs.synchronous) if dbs.backend == "sqlite" else RawPostgres(url)
+            runner: Any = RawSqlite(url, dbs.synchronous) if dbs.backend == "sqlite" else RawPostgres(url, dbs.synchronous)
         else:
             runner = Service(url, dbs.synchronous)
         try:
@@ -150,7 +152,8 @@ def run_one(dbs: c.Databases, kind: str, *, seconds: float, warmup: float, min_c
 
 def bench_config(backend: str, synchronous: str, args: Any, *, rounds: int, seconds: float,
                  warmup: float, min_count: int) -> dict[str, Any]:
-    label = f"{backend} (WAL, synchronous={synchronous})" if backend == "sqlite" else "postgres"
+    label = (f"{backend} (WAL, synchronous={synchronous})" if backend == "sqlite"
+             else "postgres (synchronous_commit=off)" if synchronous == "off" else "postgres")
     c.banner(f"In-process admissions: {label}: {rounds} rounds of raw / service / raw, {seconds:g} s each")
     res = c.Interleaved()
     with c.Databases(backend, pg_admin_url=args.pg_url, synchronous=synchronous) as dbs:
@@ -187,7 +190,7 @@ def bench_config(backend: str, synchronous: str, args: Any, *, rounds: int, seco
     print(f"  service p999: median {mc['p999_ms']:.3f} ms (worst round {mc['worst_p999_ms']:.3f} ms)"
           f"   target < 2 ms: {c.verdict(ok_p999)}", flush=True)
     return {
-        "backend": backend, "synchronous": synchronous if backend == "sqlite" else None, "label": label,
+        "backend": backend, "synchronous": synchronous, "label": label,
         "rounds": [{"raw_before": res.baseline[2 * i].as_json(), "service": s.as_json(),
                     "raw_after": res.baseline[2 * i + 1].as_json(), "ratio": round(ratios[i], 4)}
                    for i, s in enumerate(res.candidate)],
@@ -201,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=None, help="length of each measured run")
     p.add_argument("--full-sync", choices=("auto", "yes", "no"), default="auto",
                    help="also SQLite synchronous=FULL (auto: unless --quick)")
+    p.add_argument("--pg-commit-off", choices=("auto", "yes", "no"), default="auto",
+                   help="also PostgreSQL with synchronous_commit=off on both sides (auto: unless --quick)")
     args = c.parse(p, argv)
     started = c.environment()
     rounds = args.rounds or (3 if args.quick else 5)
@@ -214,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.full_sync == "yes" or (args.full_sync == "auto" and not args.quick):
                 configs.append(("sqlite", "FULL"))
         else:
-            configs.append(("postgres", "NORMAL"))
+            configs.append(("postgres", "server"))
+            if args.pg_commit_off == "yes" or (args.pg_commit_off == "auto" and not args.quick):
+                configs.append(("postgres", "off"))
     results = [bench_config(b, s, args, rounds=rounds, seconds=seconds, warmup=warmup, min_count=min_count)
                for b, s in configs]
 

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(12 * 3600, gt=0)
     # SQLite durability: NORMAL in WAL mode survives a crash of the process; FULL also a power cut.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # PostgreSQL durability of the service's commits: None keeps the server's own setting (normally
+    # on: answered after the flush, surviving a power cut); off answers before the flush, which
+    # survives a crash of this process but may lose the last fraction of a second of commits to
+    # a crash of PostgreSQL or its machine (never corrupting anything).
+    pg_synchronous_commit: Literal["on", "off"] | None = None
     db_pool_size: int = Field(8, gt=0)
     # Worker threads that admissions over HTTP run on (they queue for them, in order).
     admission_threads: int = Field(4, gt=0)

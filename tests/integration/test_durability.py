@@ -18,7 +18,8 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, select, text
 
 from agentbilling.clock import TestClock
 from agentbilling.service.facade import connect
@@ -34,12 +35,13 @@ TENANT = "crash"
 class Child:
     """The child process and a thread that reads its report lines as they come."""
 
-    def __init__(self, database_url: str, prefix: str, create: bool) -> None:
+    def __init__(self, database_url: str, prefix: str, create: bool, env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, str(CHILD), database_url, TENANT, prefix, str(THREADS), START.isoformat(),
              "1" if create else "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(CHILD.parents[2]),
+            env={**os.environ, **(env or {})},
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -68,12 +70,22 @@ class Child:
         self.proc.stderr.close()
 
 
-def test_admissions_reported_by_a_killed_process_are_stored_and_counted_exactly(database_url: str):
+ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")
+postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only (AGENTBILLING_TEST_DATABASE_URL)")
+
+
+@pytest.mark.parametrize("child_env", [
+    pytest.param({}, id="default durability"),
+    # PostgreSQL answering commits before their flush still keeps them through a crash of this process.
+    pytest.param({"AGENTBILLING_PG_SYNCHRONOUS_COMMIT": "off"}, id="pg synchronous_commit off",
+                 marks=postgres_only),
+])
+def test_admissions_reported_by_a_killed_process_are_stored_and_counted_exactly(database_url: str, child_env):
     reported: list[str] = []
     # Three lives on the same database, each killed at a different point of its loop;
     # the later ones start on whatever the earlier crash left behind.
     for life, admissions in enumerate([150, 260, 90]):
-        child = Child(database_url, prefix=f"life{life}", create=life == 0)
+        child = Child(database_url, prefix=f"life{life}", create=life == 0, env=child_env)
         child.kill_after(admissions)
         ids = child.admitted()
         assert len(ids) >= admissions
@@ -118,3 +130,45 @@ def test_admissions_reported_by_a_killed_process_are_stored_and_counted_exactly(
         assert billing.billing_view(TENANT).cards[0].sessions_count == len(stored) + 1
     finally:
         billing.close()
+
+
+@postgres_only
+@pytest.mark.parametrize("setting", [None, "off", "on"])
+def test_the_postgresql_durability_setting_reaches_every_connection_of_the_service(database_url: str, setting):
+    """`AGENTBILLING_PG_SYNCHRONOUS_COMMIT` holds for the SQLAlchemy engine, the gate's raw
+    connections and its asyncio ones alike; unset, each keeps the server's own setting."""
+    import asyncio
+
+    import psycopg
+
+    billing = connect(Settings(database_url=database_url, secret_key="x", pg_synchronous_commit=setting),
+                      clock=TestClock(START), upgrade=False)
+    try:
+        with psycopg.connect(billing.db.conninfo()) as plain:
+            server_default = plain.execute("SHOW synchronous_commit").fetchone()[0]
+        with billing.db.read() as conn:
+            engine_value = conn.execute(text("SHOW synchronous_commit")).scalar_one()
+        with billing.db.raw.connection() as raw:
+            raw_value = raw.execute("SHOW synchronous_commit").fetchone()[0]
+            raw_plans = raw.execute("SHOW plan_cache_mode").fetchone()[0]
+
+        async def on_the_loop() -> str:
+            pool = billing.gate_pool()
+            await pool.open()
+            try:
+                async with pool.connection() as aconn:
+                    return (await (await aconn.execute("SHOW synchronous_commit")).fetchone())[0]
+            finally:
+                await pool.close()
+
+        expected = setting or server_default
+        assert (engine_value, raw_value, asyncio.run(on_the_loop())) == (expected, expected, expected)
+        assert raw_plans == "force_custom_plan"  # kept beside it
+    finally:
+        billing.close()
+
+
+def test_the_postgresql_durability_setting_is_checked():
+    assert Settings(pg_synchronous_commit="off").pg_synchronous_commit == "off"
+    with pytest.raises(ValueError, match="pg_synchronous_commit"):
+        Settings(pg_synchronous_commit="local")

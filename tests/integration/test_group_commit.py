@@ -299,6 +299,8 @@ def test_the_one_statement_admission_is_used_and_checks_the_revision(billing: Bi
 
     assert billing.open_session_for_key(key, "s-1", agent_id="a", direction="inbound").session  # reads the standing
     assert billing.open_session_for_key(key, "s-2", agent_id="a", direction="inbound").session  # one statement
+    assert billing.open_session_for_key(key, "s-2", agent_id="a", direction="inbound").replay  # the statement
+    # fails on the existing id, changing nothing; the transaction finds the replay
     assert billing.open_session_for_key(key, "s-3", agent_id="a", direction="inbound").refusal  # at the limit
     with billing.db.read() as conn:
         before = conn.execute(text("SELECT revision FROM subscriptions WHERE tenant_id = 'acme'")).scalar_one()
@@ -307,7 +309,7 @@ def test_the_one_statement_admission_is_used_and_checks_the_revision(billing: Bi
         after = conn.execute(text("SELECT revision FROM subscriptions WHERE tenant_id = 'acme'")).scalar_one()
     assert after == before + 1
     assert billing.open_session_for_key(key, "s-3", agent_id="a", direction="inbound").session  # the new limit
-    assert decided_by_one_statement == [False, True, False, False]
+    assert decided_by_one_statement == [False, True, False, False, False]
     assert used(billing, "acme") == 3
 
 

@@ -435,7 +435,8 @@ def connect(settings: Settings | None = None, *, clock: Clock | None = None, upg
     """Open the service on the configured database, migrating it first unless told not to."""
     settings = settings or Settings()
     db = Database(settings.database_url, pool_size=settings.db_pool_size,
-                  sqlite_synchronous=settings.sqlite_synchronous)
+                  sqlite_synchronous=settings.sqlite_synchronous,
+                  pg_synchronous_commit=settings.pg_synchronous_commit)
     if upgrade:
         migrate.upgrade(db)
     catalog = load_catalog(settings.plans_file)

@@ -20,7 +20,7 @@ SQLITE_MMAP_BYTES = 4 << 30  # address space, not memory: pages are loaded as th
 # Custom plans only: psycopg prepares a statement after a few runs, and PostgreSQL would then keep
 # a generic plan made while the tables were small (a sessions scan, cheap on an empty table) until
 # the next ANALYZE, however large the table grows meanwhile.
-RAW_PG_OPTIONS: dict[str, Any] = {"autocommit": True, "options": "-c plan_cache_mode=force_custom_plan"}
+RAW_PG_PLANS = "-c plan_cache_mode=force_custom_plan"
 
 
 class SqliteCheckpointer:
@@ -166,10 +166,13 @@ class RawPool:
 class Database:
     """One database, SQLite or PostgreSQL, with the same schema and the same rules on both."""
 
-    def __init__(self, url: str, *, pool_size: int = 8, sqlite_synchronous: str = "NORMAL") -> None:
+    def __init__(self, url: str, *, pool_size: int = 8, sqlite_synchronous: str = "NORMAL",
+                 pg_synchronous_commit: str | None = None) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._sqlite_synchronous = sqlite_synchronous
+        # PostgreSQL: settings every connection of the service starts with (libpq `options`).
+        self._pg_options = f"-c synchronous_commit={pg_synchronous_commit}" if pg_synchronous_commit else ""
         if self.is_sqlite:
             if not self.url.database or self.url.database == ":memory:":
                 raise ValueError("agentbilling needs a SQLite file, not an in-memory database")
@@ -184,11 +187,15 @@ class Database:
             if self.url.drivername in ("postgresql", "postgres"):
                 self.url = self.url.set(drivername="postgresql+psycopg")
             self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                connect_args={"options": self._pg_options} if self._pg_options else {},
             )
             self.write_lock = contextlib.nullcontext()
             self._checkpointer = None
         self.raw = RawPool(self._raw_connect, pool_size * 2)
+        # PostgreSQL: the gate's one-statement admissions, on connections of their own that keep
+        # the plans they make (see `async_pool`); None on SQLite.
+        self.gate: RawPool | None = None if self.is_sqlite else RawPool(self._gate_connect, pool_size * 2)
 
     # -- raw driver connections (the hot path) --------------------------------------------
 
@@ -199,22 +206,30 @@ class Database:
             return conn
         import psycopg
 
-        return psycopg.connect(self.conninfo(), **RAW_PG_OPTIONS)
+        return psycopg.connect(self.conninfo(), autocommit=True, options=f"{RAW_PG_PLANS} {self._pg_options}".strip())
+
+    def _gate_connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.conninfo(), **self._gate_options())
+
+    def _gate_options(self) -> dict[str, Any]:
+        # Plans made once and kept (psycopg prepares a statement after a few runs): the one
+        # statement these connections run looks up rows only by unique keys
+        # (`metering._pg_admit_batch`), so no plan of it goes stale as tables grow, and planning it
+        # afresh would cost more server time than running it.
+        return {"autocommit": True, **({"options": self._pg_options} if self._pg_options else {})}
 
     def async_pool(self, size: int = 4) -> Any:
-        """PostgreSQL: a pool of asyncio connections for the gate's one-statement admissions
-        (`MeteringStore.open_sessions_kept_async`) on an event loop; the caller opens it in its
-        loop (`await pool.open()`) and closes it there. None on SQLite, whose driver has no
-        asyncio side."""
+        """PostgreSQL: a pool of asyncio connections like `gate`'s, for the gate's one-statement
+        admissions on an event loop (`MeteringStore.open_sessions_kept_async`); the caller opens
+        it in its loop (`await pool.open()`) and closes it there. None on SQLite, whose driver has
+        no asyncio side."""
         if self.is_sqlite:
             return None
         from psycopg_pool import AsyncConnectionPool
 
-        # Plans made once and kept (psycopg prepares a statement after a few runs): the one
-        # statement these run looks up rows only by unique keys (`metering._pg_admit_batch`), so no
-        # plan of it goes stale as tables grow, and planning it afresh would cost more server time
-        # than running it.
-        return AsyncConnectionPool(self.conninfo(), kwargs={"autocommit": True}, min_size=1, max_size=size,
+        return AsyncConnectionPool(self.conninfo(), kwargs=self._gate_options(), min_size=1, max_size=size,
                                    open=False, name="agentbilling-gate")
 
     def conninfo(self) -> str:
@@ -261,4 +276,6 @@ class Database:
             self._checkpointer.stop()
             self._checkpointer = None
         self.raw.close()
+        if self.gate is not None:
+            self.gate.close()
         self.engine.dispose()

@@ -8,8 +8,10 @@ checked against the latest row; on SQLite the write lock is taken at BEGIN.
 
 Three ways through, all with the same decisions:
 - one admission, one transaction (`_admit`), for anything out of the ordinary;
-- on PostgreSQL, for a tenant whose standing is kept, one statement on an autocommit connection
-  (`_pg_admit`): one round trip, guarded by the key and the subscription's revision;
+- on PostgreSQL, for a tenant whose standing is kept, new ids (one, or a batch) in one
+  statement on an autocommit connection (`_pg_admit_batch`): one round trip, guarded by the key
+  and the subscription's revision; over HTTP it runs on the event loop
+  (`open_sessions_kept_async`);
 - several admissions under one API key in one transaction and one commit
   (`open_sessions_for_key`, group commit), which the HTTP API uses for requests that arrive
   together.
@@ -120,27 +122,20 @@ def _record_params(tenant_id: str, st: Standing, decided: _Decided, now: datetim
     }
 
 
-def _pg_admit(cols: str, *, key: bool = False, revision: bool = False) -> str:
-    """PostgreSQL's admission of a new session as one statement: count its first unit under the
-    cap and, only if that counted, record the session; returns whether it was admitted.
+def _pg_admit(cols: str) -> str:
+    """PostgreSQL's admission of a new session as one statement, inside the transaction that read
+    the standing: count its first unit under the cap and, only if that counted, record the
+    session; returns whether it was admitted.
 
     The counter row comes first, as in every path that takes both locks (`_admit_in_order` too),
     so that no two admissions wait on each other in a cycle. The statement cannot tell a refusal
     from a replay (a count refused after waiting on the counter row may be the same id admitted
     meanwhile, which its snapshot does not show); the caller asks. A race on the same id fails
-    the insert, which undoes the count. With `key` it goes on only if the API key is live, with
-    `revision` only if the subscription is still at the revision whose standing the caller holds.
+    the insert, which undoes the count.
     """
-    guards = []
-    if key:
-        guards.append("k AS (SELECT 1 FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL AND tenant_id = :t)")
-    if revision:
-        guards.append("r AS (SELECT 1 FROM subscriptions WHERE tenant_id = :t AND revision = :rev)")
-    sources = f" FROM {', '.join(g[0] for g in guards)}" if guards else ""
     return (
-        "WITH " + "".join(g + ", " for g in guards)
-        + "c AS (INSERT INTO usage_counters (tenant_id, period, billable_sessions)"
-        f" SELECT CAST(:t AS VARCHAR), :c, 1{sources} WHERE :cap > 0"
+        "WITH c AS (INSERT INTO usage_counters (tenant_id, period, billable_sessions)"
+        " SELECT CAST(:t AS VARCHAR), :c, 1 WHERE :cap > 0"
         " AND NOT EXISTS (SELECT 1 FROM sessions WHERE tenant_id = :t AND id = :id)"
         " ON CONFLICT (tenant_id, period) DO UPDATE SET billable_sessions = usage_counters.billable_sessions + 1"
         " WHERE usage_counters.billable_sessions < :cap RETURNING 1),"
@@ -152,6 +147,7 @@ def _pg_admit(cols: str, *, key: bool = False, revision: bool = False) -> str:
 
 class _KeptBatch(NamedTuple):
     sessions: list[Session]
+    sql: str
     params: dict[str, Any]
 
     def answers(self, recorded: int) -> list[OpenResult | DomainError | None] | None:
@@ -162,7 +158,7 @@ class _KeptBatch(NamedTuple):
         return [OpenResult(s) for s in self.sessions]
 
 
-def _pg_admit_batch(cols: str) -> str:
+def _pg_admit_batch(cols: str, *, key: bool = True) -> str:
     """`_pg_admit` with its key and revision guards, for several new sessions at once: count all
     their first units under the cap and, only if that counted, record them all; returns how many
     it recorded (0 or all). Anything out of the ordinary (an id that exists, a count that would
@@ -172,11 +168,12 @@ def _pg_admit_batch(cols: str) -> str:
     so a plan made once, while the tables were small, stays right however they grow (a check
     for the ids beforehand, `id = ANY(...)`, does not: measured, its prepared plan scans the
     tenant's sessions, slower with every one stored)."""
+    guard = ("k AS (SELECT 1 FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL AND tenant_id = :t), "
+             if key else "")
     return (
-        "WITH k AS (SELECT 1 FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL AND tenant_id = :t),"
-        " r AS (SELECT 1 FROM subscriptions WHERE tenant_id = :t AND revision = :rev),"
+        f"WITH {guard}r AS (SELECT 1 FROM subscriptions WHERE tenant_id = :t AND revision = :rev),"
         " c AS (INSERT INTO usage_counters (tenant_id, period, billable_sessions)"
-        " SELECT CAST(:t AS VARCHAR), :c, :n FROM k, r WHERE :n <= :cap"
+        f" SELECT CAST(:t AS VARCHAR), :c, :n FROM {'k, r' if key else 'r'} WHERE :n <= :cap"
         " ON CONFLICT (tenant_id, period) DO UPDATE SET billable_sessions = usage_counters.billable_sessions + :n"
         " WHERE usage_counters.billable_sessions <= :cap - :n RETURNING 1),"
         f" s AS (INSERT INTO sessions (tenant_id, {cols})"
@@ -284,12 +281,12 @@ class MeteringStore:
         )
         self.sql_insert_session = q(insert_session)
         # PostgreSQL: count the first unit and record the session in one statement, one round trip
-        # (SQLite has no INSERT inside WITH). See `_pg_admit`; with guards it is a transaction of its
-        # own, on the autocommit connection, for a tenant whose standing is kept.
+        # (SQLite has no INSERT inside WITH). See `_pg_admit`.
         self.sql_admit: str | None = None if sqlite else q(_pg_admit(cols))
-        self.sql_admit_kept: str | None = None if sqlite else q(_pg_admit(cols, revision=True))
-        self.sql_admit_kept_key: str | None = None if sqlite else q(_pg_admit(cols, key=True, revision=True))
-        self.sql_admit_kept_batch: str | None = None if sqlite else q(_pg_admit_batch(cols))
+        # For a tenant whose standing is kept, new ids in one statement that is a transaction of its
+        # own, on the gate's autocommit connections (`Database.gate`, `async_pool`): `_pg_admit_batch`.
+        self.sql_admit_kept: str | None = None if sqlite else q(_pg_admit_batch(cols, key=False))
+        self.sql_admit_kept_key: str | None = None if sqlite else q(_pg_admit_batch(cols))
         self.sql_session = q(f"SELECT {cols} FROM sessions WHERE tenant_id = :t AND id = :id")
         self.sql_session_for_update = self.sql_session + lock
         self.sql_update_session = q(
@@ -524,7 +521,7 @@ class MeteringStore:
         """
         if len(requests) == 1:
             return [self._open_one(key_hash, requests[0], now)]
-        kept = self._admit_kept_batch(key_hash, requests, now)
+        kept = self._admit_kept_batch(None, key_hash, requests, now)
         if kept is not None:
             return kept
         try:
@@ -606,8 +603,21 @@ class MeteringStore:
         self, tenant_id: str | None, key_hash: str | None, session_id: str, agent_id: str, direction: Direction,
         now: datetime,
     ) -> OpenResult | None:
-        """PostgreSQL's one-statement admission for a tenant (or an API key's) whose standing is
-        kept: the admission, or None (nothing changed) for a transaction to decide."""
+        """PostgreSQL's one-statement admission of one new id for a tenant (or an API key's) whose
+        standing is kept: the admission, or None (nothing changed) for a transaction to decide."""
+        answers = self._admit_kept_batch(tenant_id, key_hash, [AdmissionRequest(session_id, agent_id, direction)], now)
+        if answers is None:
+            return None
+        (answer,) = answers
+        assert isinstance(answer, OpenResult)
+        return answer
+
+    def _kept_batch(
+        self, tenant_id: str | None, key_hash: str | None, requests: Sequence[AdmissionRequest], now: datetime
+    ) -> _KeptBatch | None:
+        """The one-statement admission of new ids (`_pg_admit_batch`) for the tenant, or the API
+        key's, if it may decide them: the tenant's standing is kept (and the key's tenant known),
+        and every request is a new id counted at once."""
         if self.sql_admit_kept is None:
             return None
         if key_hash is not None:
@@ -619,63 +629,36 @@ class MeteringStore:
         if kept is None:
             return None
         revision, st = kept
-        session = Session.open(
-            id=session_id, agent_id=agent_id, direction=direction, answered_only=st.answered_only, now=now
-        )
-        if st.closed is not None or not session.billable_sessions:
-            return None  # refused whatever the count, or admitted uncounted: the transaction decides
-        params = {"h": key_hash, "t": tenant_id, "rev": revision, "id": session_id, "agent": agent_id,
-                  "dir": direction.value, "ao": st.answered_only, "now": now,
-                  "units": session.billable_sessions, "c": st.counter, "cap": NO_CAP if st.cap is None else st.cap}
-        with self.db.raw.connection() as conn:
-            try:
-                sql = self.sql_admit_kept if key_hash is None else self.sql_admit_kept_key
-                (admitted,) = conn.execute(sql, params).fetchone()
-            except self._lost_race:
-                return None  # the same id admitted meanwhile: a replay
-        return OpenResult(session) if admitted else None
-
-    def _kept_batch(
-        self, key_hash: str, requests: Sequence[AdmissionRequest], now: datetime
-    ) -> _KeptBatch | None:
-        """The one-statement admission of a batch (`_pg_admit_batch`), if it may decide it: the
-        key's tenant and its standing are kept, and every request is a new id counted at once."""
-        if self.sql_admit_kept_batch is None:
-            return None
-        tenant_id = self._key_tenants.get(key_hash)
-        if tenant_id is None:
-            return None
-        kept = self._kept_standing(tenant_id, now)
-        if kept is None:
-            return None
-        revision, st = kept
         if st.closed is not None:
-            return None
+            return None  # refused whatever the count: the transaction decides
         sessions = [Session.open(id=r.session_id, agent_id=r.agent_id, direction=r.direction,
                                  answered_only=st.answered_only, now=now) for r in requests]
         ids = [s.id for s in sessions]
         if len(set(ids)) != len(ids) or any(s.billable_sessions != 1 for s in sessions):
             return None  # a replay within the batch, or an uncounted admission: decided in order
-        return _KeptBatch(sessions, {
-            "h": key_hash, "t": tenant_id, "rev": revision, "c": st.counter, "n": len(sessions),
-            "cap": NO_CAP if st.cap is None else st.cap, "ao": st.answered_only, "now": now,
-            "ids": ids, "agents": [s.agent_id for s in sessions], "dirs": [s.direction.value for s in sessions],
-        })
+        params = {"t": tenant_id, "rev": revision, "c": st.counter, "n": len(sessions),
+                  "cap": NO_CAP if st.cap is None else st.cap, "ao": st.answered_only, "now": now,
+                  "ids": ids, "agents": [s.agent_id for s in sessions], "dirs": [s.direction.value for s in sessions]}
+        if key_hash is None:
+            return _KeptBatch(sessions, self.sql_admit_kept, params)
+        assert self.sql_admit_kept_key is not None
+        return _KeptBatch(sessions, self.sql_admit_kept_key, {**params, "h": key_hash})
 
     def _admit_kept_batch(
-        self, key_hash: str, requests: Sequence[AdmissionRequest], now: datetime
+        self, tenant_id: str | None, key_hash: str | None, requests: Sequence[AdmissionRequest], now: datetime
     ) -> list[OpenResult | DomainError | None] | None:
-        """PostgreSQL: a batch of new ids, each counted, under a key whose tenant's standing is
-        kept, admitted in one statement (one round trip and one commit, where the transaction takes
+        """PostgreSQL: new ids, each counted, for a tenant (or an API key's) whose standing is kept,
+        admitted in one statement (one round trip and one commit, where the transaction takes
         three); None, with nothing changed, for the transaction to decide one by one."""
-        batch = self._kept_batch(key_hash, requests, now)
+        batch = self._kept_batch(tenant_id, key_hash, requests, now)
         if batch is None:
             return None
-        with self.db.raw.connection() as conn:
+        assert self.db.gate is not None
+        with self.db.gate.connection() as conn:
             try:
-                (recorded,) = conn.execute(self.sql_admit_kept_batch, batch.params).fetchone()
+                (recorded,) = conn.execute(batch.sql, batch.params).fetchone()
             except self._lost_race:
-                return None  # an id admitted meanwhile: nothing was kept
+                return None  # an id that exists, or was admitted meanwhile: nothing was kept
         return batch.answers(recorded)
 
     async def open_sessions_kept_async(
@@ -684,12 +667,12 @@ class MeteringStore:
         """`_admit_kept_batch` on an asyncio connection of `pool` (`Database.async_pool`), so the
         gate's common case needs no worker thread: all admitted, or None with nothing changed, for
         `open_sessions_for_key` to decide. A lone request goes the same way, as a batch of one."""
-        batch = self._kept_batch(key_hash, requests, now)
+        batch = self._kept_batch(None, key_hash, requests, now)
         if batch is None:
             return None
         async with pool.connection() as conn:
             try:
-                cur = await conn.execute(self.sql_admit_kept_batch, batch.params)
+                cur = await conn.execute(batch.sql, batch.params)
                 row = await cur.fetchone()
             except self._lost_race:
                 return None
