@@ -148,14 +148,26 @@ requests_strategy = st.lists(
 
 @hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(requests=requests_strategy, limit=st.integers(min_value=1, max_value=6),
-       plan=st.sampled_from(["starter", "outreach"]), before=st.lists(st.sampled_from(_pool), max_size=3))
+       plan=st.sampled_from(["starter", "outreach"]), before=st.lists(st.sampled_from(_pool), max_size=3),
+       warm=st.booleans())
 def test_a_batch_answers_and_stores_what_the_same_requests_one_by_one_would(
-    billing: Billing, requests, limit, plan, before
+    billing: Billing, requests, limit, plan, before, warm
 ):
+    # warm: on PostgreSQL the batch may then be decided by the one statement, on this thread
+    same_as_one_by_one(billing, requests, limit, plan, before, warm=warm,
+                       decide=lambda key, asked: billing.open_sessions_for_key(key, asked))
+
+
+def same_as_one_by_one(billing: Billing, requests, limit, plan, before, *, decide, warm: bool = False) -> None:
+    """`decide(key, requests)` answers and stores what the same requests one after another would,
+    on two tenants alike: one asked one by one, the other through `decide`. With `warm`, each key
+    has admitted a session first, so the service knows its tenant and keeps its standing."""
     n = next(_tenants)
     one_by_one, batched = f"single-{n}", f"batch-{n}"
     keys = {t: paid(billing, t, plan=plan, limit=limit) for t in (one_by_one, batched)}
-    for t in keys:
+    for t, key in keys.items():
+        if warm:
+            assert billing.open_session_for_key(key, "warm", agent_id="x", direction="inbound").session
         for sid in before:  # a few sessions already there, so some requests are replays
             billing.open_session(t, sid, agent_id="x", direction="inbound")
     asked = [req(billing, sid, direction, agent) for sid, direction, agent in requests]
@@ -168,7 +180,7 @@ def test_a_batch_answers_and_stores_what_the_same_requests_one_by_one_would(
             return err
 
     expected = [outcome(alone(r)) for r in asked]
-    got = [outcome(r) for r in billing.open_sessions_for_key(keys[batched], asked)]
+    got = [outcome(r) for r in decide(keys[batched], asked)]
 
     assert got == expected
     assert stored(billing, batched) == stored(billing, one_by_one)
@@ -428,28 +440,8 @@ def test_one_statement_does_not_decide_uncounted_sessions_nor_a_closed_gate(bill
 def test_the_event_loop_path_answers_and_stores_what_the_requests_one_by_one_would(
     billing: Billing, requests, limit, plan, before
 ):
-    n = next(_tenants)
-    one_by_one, batched = f"single-{n}", f"loop-{n}"
-    keys = {t: paid(billing, t, plan=plan, limit=limit) for t in (one_by_one, batched)}
-    for t, key in keys.items():
-        assert billing.open_session_for_key(key, "warm", agent_id="x", direction="inbound").session
-        for sid in before:
-            billing.open_session(t, sid, agent_id="x", direction="inbound")
-    asked = [req(billing, sid, direction, agent) for sid, direction, agent in requests]
-
-    def alone(r: AdmissionRequest):
-        try:
-            return billing.open_session_for_key(keys[one_by_one], r.session_id, agent_id=r.agent_id,
-                                                direction=r.direction)
-        except DomainError as err:
-            return err
-
-    expected = [outcome(alone(r)) for r in asked]
-    got = [outcome(r) for r in gate(billing, keys[batched], asked)]
-
-    assert got == expected
-    assert stored(billing, batched) == stored(billing, one_by_one)
-    assert used(billing, batched) == used(billing, one_by_one)
+    same_as_one_by_one(billing, requests, limit, plan, before, warm=True,
+                       decide=lambda key, asked: gate(billing, key, asked))
 
 
 @postgres_only
