@@ -206,19 +206,21 @@ class Database:
             return conn
         import psycopg
 
-        return psycopg.connect(self.conninfo(), autocommit=True, options=f"{RAW_PG_PLANS} {self._pg_options}".strip())
+        return psycopg.connect(self.conninfo(), **self._pg_connect_args(custom_plans=True))
 
     def _gate_connect(self) -> Any:
         import psycopg
 
-        return psycopg.connect(self.conninfo(), **self._gate_options())
+        return psycopg.connect(self.conninfo(), **self._pg_connect_args(custom_plans=False))
 
-    def _gate_options(self) -> dict[str, Any]:
-        # Plans made once and kept (psycopg prepares a statement after a few runs): the one
-        # statement these connections run looks up rows only by unique keys
-        # (`metering._pg_admit_batch`), so no plan of it goes stale as tables grow, and planning it
-        # afresh would cost more server time than running it.
-        return {"autocommit": True, **({"options": self._pg_options} if self._pg_options else {})}
+    def _pg_connect_args(self, *, custom_plans: bool) -> dict[str, Any]:
+        """psycopg's arguments for the raw connections (`custom_plans`, see RAW_PG_PLANS) or the
+        gate's. The gate's keep the plans they make (psycopg prepares a statement after a few
+        runs): the one statement they run looks up rows only by unique keys
+        (`metering._pg_admit_batch`), so no plan of it goes stale as tables grow, and planning it
+        afresh would cost more server time than running it."""
+        options = f"{RAW_PG_PLANS if custom_plans else ''} {self._pg_options}".strip()
+        return {"autocommit": True, **({"options": options} if options else {})}
 
     def async_pool(self, size: int = 4) -> Any:
         """PostgreSQL: a pool of asyncio connections like `gate`'s, for the gate's one-statement
@@ -229,8 +231,8 @@ class Database:
             return None
         from psycopg_pool import AsyncConnectionPool
 
-        return AsyncConnectionPool(self.conninfo(), kwargs=self._gate_options(), min_size=1, max_size=size,
-                                   open=False, name="agentbilling-gate")
+        return AsyncConnectionPool(self.conninfo(), kwargs=self._pg_connect_args(custom_plans=False), min_size=1,
+                                   max_size=size, open=False, name="agentbilling-gate")
 
     def conninfo(self) -> str:
         """The libpq connection string of a PostgreSQL database, for the raw driver."""

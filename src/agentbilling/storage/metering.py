@@ -159,8 +159,10 @@ class _KeptBatch(NamedTuple):
 
 
 def _pg_admit_batch(cols: str, *, key: bool = True) -> str:
-    """`_pg_admit` with its key and revision guards, for several new sessions at once: count all
-    their first units under the cap and, only if that counted, record them all; returns how many
+    """PostgreSQL's admission of new sessions (one or several) as one statement that is a
+    transaction of its own, for a tenant whose standing the caller keeps: it goes on only if the
+    subscription is still at the kept revision (and, with `key`, the API key is live), counts all
+    their first units under the cap and, only if that counted, records them all; returns how many
     it recorded (0 or all). Anything out of the ordinary (an id that exists, a count that would
     pass the cap, a key or subscription that changed) counts and records nothing, and the caller
     decides the batch request by request in a transaction (`_admit_in_order`). An id that exists
