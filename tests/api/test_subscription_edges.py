@@ -25,7 +25,7 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     subscribe,
     undelivered,
 )
-from tests.api.support import assert_problem, card
+from tests.api.support import assert_problem, card, view
 from tests.conftest import operator_headers
 from tests.helpers import advance
 
@@ -54,15 +54,17 @@ def test_a_second_checkout_opened_during_the_trial_cannot_be_paid_once_a_plan_ru
     assert badges(client, acme) == ["Canceled subscription"]  # the cancellation is about the plan that runs
 
 
-def test_a_card_added_after_the_plan_ended_unpaid_charges_nothing_of_it(client, billing, acme):
+def test_a_card_added_after_the_plan_ended_unpaid_pays_what_it_owed_and_nothing_more(client, billing, acme):
     subscribe(client, acme, "mini")
     add_card(client, "acme", CARD_CHARGES_FAIL)
     advance(client, to=MAR_31)
     assert badges(client, acme) == ["Expired subscription"]
     paid_before = [c for c in charges(billing) if c[2]]
     assert add_card(client, "acme", CARD_OK).status_code == 200
-    assert [c for c in charges(billing) if c[2]] == paid_before
-    assert invoices(client, acme)[0]["status"] == "void"
+    paid = [c for c in charges(billing) if c[2]]
+    assert paid == paid_before + [("rn_" + paid[-1][0][3:], 1000, True)]  # the renewal, once
+    assert invoices(client, acme)[0]["status"] == "paid"
+    assert badges(client, acme) == ["Expired subscription"]  # a late payment settles; it restarts nothing
 
 
 def test_an_offline_deal_over_a_failing_plan_stops_its_retries(client, billing, acme):
@@ -76,7 +78,9 @@ def test_an_offline_deal_over_a_failing_plan_stops_its_retries(client, billing, 
     advance(client, to="2026-03-06T00:00:00Z")
     assert len(charges(billing)) == tried
     assert badges(client, acme) == ["Active subscription"]
-    assert invoices(client, acme)[0]["status"] == "void"
+    renewal = next(i for i in invoices(client, acme) if i["kind"] == "renewal")
+    assert renewal["status"] == "open"  # still owed (R10), no longer retried by itself
+    assert view(client, acme)["balance_due"]["amount"] == renewal["total"]["amount"]
 
 
 def test_a_change_on_a_custom_date_mid_period_is_prorated_from_that_day(client, billing, acme):
@@ -173,14 +177,17 @@ def test_an_immediate_change_right_after_a_scheduled_one_came_due_prorates_both(
                       reverse=True)
     assert up == round(2000 * (14 * 24 + 9) / (28 * 24))  # charged
     assert -1 <= up + back <= 0  # the credit note of the switch back
+    from agentbilling.storage.tables import credit_balances
+
     with billing.db.read() as conn:
-        row = conn.execute(select(subscriptions.c.plan_id, subscriptions.c.credit,
-                                  subscriptions.c.previous_plan_id)).one()
+        row = conn.execute(select(subscriptions.c.plan_id, subscriptions.c.previous_plan_id)).one()
+        credit = conn.execute(select(credit_balances.c.currency, credit_balances.c.amount)).all()
     assert row.plan_id == "mini" and row.previous_plan_id == "maxi"
-    assert row.credit == -back
+    assert credit == [("USD", -back)]
 
 
-def test_a_scheduled_change_that_came_due_in_a_plan_that_then_lapsed_leaves_nothing_to_charge(client, billing, acme):
+def test_a_scheduled_change_that_came_due_in_a_plan_that_then_lapsed_is_billed_once_and_stays_owed(
+        client, billing, acme):
     from datetime import UTC, datetime
 
     subscribe(client, acme, "mini")
@@ -188,8 +195,10 @@ def test_a_scheduled_change_that_came_due_in_a_plan_that_then_lapsed_leaves_noth
     advance(client, to=FEB_28)
     assert change_plan(client, acme, "maxi", "custom_date", "2026-03-20").status_code == 200
     billing.lifecycle.run_due(datetime(2026, 3, 31, 9, 0, 5, tzinfo=UTC))  # one pass after both came due
+    billing.lifecycle.run_due(datetime(2026, 3, 31, 9, 0, 6, tzinfo=UTC))
     assert badges(client, acme) == ["Expired subscription"]
-    assert all(i["status"] != "open" for i in invoices(client, acme))
+    owed = sorted((i["kind"], i["status"]) for i in invoices(client, acme) if i["status"] == "open")
+    assert owed == [("proration", "open"), ("renewal", "open")]  # each once, neither forgiven
 
 
 def test_two_checkouts_of_a_tenant_completed_at_once_start_one_plan(client, billing, acme):
@@ -253,22 +262,22 @@ def test_a_webhook_waiting_on_its_provider_holds_up_no_other_tenants_admission(c
 
 def test_what_the_provider_must_still_be_told_is_told_again_until_it_goes_through(client, billing, acme,
                                                                                   monkeypatch):
-    """An offline deal over a failing plan voids its open invoice; the provider is down when told.
-    The void is kept and the next worker pass tells it again; then a new card charges nothing of it."""
+    """An offline deal closes the tenant's open checkouts at the provider, which is down when told.
+    The command is kept and the next worker pass tells it again."""
     from agentbilling.storage.tables import provider_commands
 
     subscribe(client, acme, "mini")
     add_card(client, "acme", CARD_CHARGES_FAIL)
     advance(client, to=FEB_28)
-    real_void, calls = billing.sandbox.void, []
+    real_expire, calls = billing.sandbox.expire_checkouts, []
 
-    def down_once(tenant_id, invoice_id):
-        calls.append(invoice_id)
+    def down_once(tenant_id, customer):
+        calls.append(tenant_id)
         if len(calls) == 1:
             raise ConnectionError("the provider is down")
-        real_void(tenant_id, invoice_id)
+        real_expire(tenant_id, customer)
 
-    monkeypatch.setattr(billing.sandbox, "void", down_once)
+    monkeypatch.setattr(billing.sandbox, "expire_checkouts", down_once)
     r = client.put("/v1/tenants/acme/subscription", json={"plan_id": "maxi"}, headers=operator_headers())
     assert r.status_code == 200, r.text  # the deal is made whatever the provider said
 
@@ -277,9 +286,6 @@ def test_what_the_provider_must_still_be_told_is_told_again_until_it_goes_throug
             return conn.execute(select(provider_commands.c.kind, provider_commands.c.attempts)
                                 .where(provider_commands.c.done_at.is_(None))).all()
 
-    assert pending() == [("void", 1)]
+    assert pending() == [("expire_checkouts", 1)]
     billing.run_due()
     assert pending() == [] and len(calls) == 2
-    paid_before = [c for c in charges(billing) if c[2]]
-    add_card(client, "acme", CARD_OK)
-    assert [c for c in charges(billing) if c[2]] == paid_before

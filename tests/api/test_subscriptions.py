@@ -102,7 +102,9 @@ def test_an_immediate_upgrade_while_stopped_at_the_limit_admits_at_once_and_char
 
     proration = invoices(client, acme)[0]
     assert proration["kind"] == "proration" and proration["status"] == "paid"
-    assert proration["total"] == {"amount": 1000, "currency": "USD"}  # ($30 - $10) x 14/28 days
+    # ($30 - $10) x 14/28 days, and Mini's segment closed on it (R8a): 3 sessions, 1 included in
+    # its half period (floor(2 x 14/28)), so 2 extras x $1.00.
+    assert proration["total"] == {"amount": 1000 + 200, "currency": "USD"}
 
 
 def test_a_downgrade_at_the_end_of_the_period_shows_upcoming_then_applies_with_the_renewal(client, acme):
@@ -172,7 +174,10 @@ def test_a_custom_limit_is_kept_through_a_change_lowered_to_the_new_plans_highes
     ({"plan_id": "maxi", "when": "custom_date", "date": "2026-02-30"}, 422),  # no such day
     ({"plan_id": "maxi", "when": "custom_date", "date": "10/02/2026"}, 422),  # not YYYY-MM-DD
     ({"plan_id": "maxi", "when": "end_of_period", "date": "2026-02-10"}, 422),  # a date only with custom_date
-    ({"plan_id": "euro", "when": "immediately"}, 422),  # cannot prorate between currencies
+    # R8a: a plan in another currency is refused whenever it would apply (credit stays in its currency)
+    ({"plan_id": "euro", "when": "immediately"}, 409),
+    ({"plan_id": "euro", "when": "end_of_period"}, 409),
+    ({"plan_id": "euro", "when": "custom_date", "date": "2026-02-10"}, 409),
     ({"when": "immediately"}, 422),
 ])
 def test_a_bad_plan_change_is_a_clear_problem_and_changes_nothing(client, acme, body, status):
@@ -249,15 +254,19 @@ def test_a_failed_renewal_gives_grace_then_overdue_then_a_new_card_makes_it_acti
     admitted(client, acme, "overdue")
 
 
-def test_a_plan_still_unpaid_when_its_period_ends_expires(client, acme):
+def test_a_plan_still_unpaid_when_its_period_ends_expires_and_what_it_owes_stays_owed(client, acme):
     subscribe(client, acme, "mini")
     add_card(client, "acme", CARD_CHARGES_FAIL)
     advance(client, to=MAR_31)
     assert badges(client, acme) == ["Expired subscription"]
     refused(client, acme, "after", "subscription-ended", SUBSCRIPTION_ENDED)
-    assert invoices(client, acme)[0]["status"] == "void"  # nothing more is charged for it
+    assert invoices(client, acme)[0]["status"] == "open"  # past due: the lapse forgives nothing (R10)
+    assert view(client, acme)["balance_due"] == {"amount": 1000, "currency": "USD", "display": "$10.00"}
     advance(client, to=APR_30)
     assert [i["kind"] for i in invoices(client, acme)] == ["renewal", "first"]  # and it does not renew
+    assert_problem(checkout(client, acme, "mini"), 409, "balance-due")
+    assert add_card(client, "acme", CARD_OK).status_code == 200  # the late payment is applied
+    assert invoices(client, acme)[0]["status"] == "paid" and view(client, acme)["balance_due"] is None
     subscribe(client, acme, "mini", CARD_OK)  # only a new subscription, never a trial
     assert badges(client, acme) == ["Active subscription"]
 

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agentbilling.domain.errors import CardDeclined, Conflict, DomainError, InvalidInput, NotFound
+from agentbilling.domain.errors import CardDeclined, Conflict, DomainError, InvalidInput, NotFound, PaymentFailed
 from agentbilling.domain.gate import Refusal
 
 TYPE_BASE = "https://agentbilling.dev/problems/"
@@ -50,11 +50,11 @@ def from_domain(err: DomainError) -> Problem:
         status = 409
     elif isinstance(err, InvalidInput):
         status = 422
-    elif isinstance(err, CardDeclined):
+    elif isinstance(err, (CardDeclined, PaymentFailed)):
         status = 402
     else:
         status = 400
-    return Problem(status, err.code, err.detail)
+    return Problem(status, err.code, err.detail, **getattr(err, "extra", {}))
 
 
 def invalid(errors: Any) -> Problem:

@@ -255,6 +255,8 @@ def billing_json(v: BillingView) -> dict[str, Any]:
         "session_limit": limit_json(v.session_limit),
         "plans": [plan_json(p) for p in v.plans],
         "admission": admission_json(v.admission),
+        "balance_due": money(v.balance_due),
+        "credit_balances": [money(m) for m in v.credit_balances],
     }
 
 

@@ -45,3 +45,25 @@ class CardDeclined(DomainError):
     """The payment provider declined the card: nothing was charged, nothing changed."""
 
     code = "card-declined"
+
+
+class PaymentFailed(DomainError):
+    """A charge the change needed did not go through: nothing changed (R8)."""
+
+    code = "payment-failed"
+
+
+class BalanceDue(Conflict):
+    """An ended plan left invoices unpaid: they are settled before a new plan starts (R10)."""
+
+    code = "balance-due"
+
+    def __init__(self, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.extra = extra
+
+
+class CurrencyChange(Conflict):
+    """A plan in another currency cannot replace the running one (R8a: credit stays in its currency)."""
+
+    code = "currency-mismatch"

@@ -334,7 +334,8 @@ class Billing:
     # -- billing (the tab) --------------------------------------------------------------
 
     def billing_view(self, tenant_id: str) -> BillingView:
-        return views.billing_view(self.metering, self.catalog, tenant_id, self.now())
+        return views.with_balances(views.billing_view(self.metering, self.catalog, tenant_id, self.now()),
+                                   *self.lifecycle.balances(tenant_id))
 
     def set_session_limit(self, tenant_id: str, limit: object) -> SessionLimit:
         self.subscriptions.set_session_limit(tenant_id, limit, self.now())

@@ -22,9 +22,11 @@ from typing import Any
 from sqlalchemy import and_, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from agentbilling.domain import invoicing
-from agentbilling.domain.errors import Conflict, InvalidInput, NotFound
+from agentbilling.domain import invoicing, ledger
+from agentbilling.domain.errors import BalanceDue, Conflict, CurrencyChange, InvalidInput, NotFound, PaymentFailed
 from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
+from agentbilling.domain.ledger import Step
+from agentbilling.domain.money import Money
 from agentbilling.domain.limits import kept_limit
 from agentbilling.domain.periods import Period, add_months, period_at
 from agentbilling.domain.plan_change import PlanChange, When, check_target, effective_at
@@ -37,10 +39,12 @@ from agentbilling.domain.subscription import (
     at,
     next_retry,
     start_plan,
+    with_change_applied,
     with_payment_failed,
 )
 from agentbilling.service import notices
 from agentbilling.service.cursors import newest_first
+from agentbilling.service.ledger import Book, amounts_text
 from agentbilling.service.webhooks_out import emit, subscription_data
 from agentbilling.service.records import DemoRequest, Invoice
 from agentbilling.service.payments import (
@@ -88,6 +92,7 @@ class Lifecycle:
         self.catalog = catalog
         self.provider = provider
         self.grace = grace
+        self.book = Book(catalog)
         self._tenant_locks: dict[str, threading.Lock] = {}  # SQLite: one delivery per tenant at a time
         self._locks_guard = threading.Lock()
 
@@ -105,24 +110,132 @@ class Lifecycle:
         return row
 
     def _load_for_write(self, conn: Any, tenant_id: str, now: datetime) -> tuple[Subscription, Mapping[str, Any]]:
-        """`_load` in a write: a scheduled change that came due is stored first (with its
-        proration), so that whatever this write changes next starts from it."""
+        """`_load` in a write: what time did to the plan is stored first, step by step with its
+        invoices (`_catch_up`), so that whatever this write changes next starts from it."""
         sub, row = self._load(conn, tenant_id, now)
-        if row["pending_at"] is not None and row["pending_at"] <= now and row["status"] == Status.ACTIVE.value:
-            self._save(conn, at(self._stored(row), row["pending_at"]), row["pending_at"], row)
+        caught, extra = self._catch_up(conn, row, now)
+        if self._save(conn, caught, now, row, **extra):
             row = self._row(conn, tenant_id)
             sub = at(self._stored(row), now)
         return sub, row
+
+    def _bills(self, row: Mapping[str, Any]) -> bool:
+        """agentbilling invoices this plan itself: a running plan through a provider that leaves
+        billing to us (the sandbox), not an offline deal."""
+        return (not self.provider.owns_billing and row["provider"] is not None and not row["offline"]
+                and row["status"] == Status.ACTIVE.value and row["anchor_at"] is not None)
+
+    def _catch_up(self, conn: Any, row: Mapping[str, Any], now: datetime) -> tuple[Subscription, dict[str, Any]]:
+        """The plan taken to `now` one step at a time (domain/ledger.next_step): its end with the
+        final invoice, a scheduled change splitting its period, each renewal closing the period
+        before. Every step is written in this transaction, under the subscription's row lock, and
+        moves the stored state past it: a period is closed once however many writers run."""
+        stored = self._stored(row)
+        if not self._bills(row):
+            return at(stored, now), {}
+        tenant_id, sub, billed = row["tenant_id"], stored, row["billed_until"]
+        credits = before = self.book.credits(conn, tenant_id)
+        while (step := ledger.next_step(sub, billed, now)) is not None:
+            moment, kind = step
+            assert sub.anchor is not None and sub.plan is not None
+            if kind is Step.END:
+                credits = self._final(conn, row, sub, period_at(sub.anchor, moment - US), moment, credits)
+                sub = at(dataclasses.replace(sub, pending=None), moment)
+            elif kind is Step.CHANGE:
+                credits = self._scheduled_change(conn, row, sub, moment, credits)
+                sub = with_change_applied(sub)
+            else:
+                credits = self._renew(conn, row, sub, moment, credits)
+                billed = period_at(sub.anchor, moment).end
+        if credits != before:
+            self.book.put_credits(conn, tenant_id, credits)
+        return at(sub, now), {"billed_until": billed}
+
+    def _renew(self, conn: Any, row: Mapping[str, Any], sub: Subscription, boundary: datetime,
+               credits: dict[str, int]) -> dict[str, int]:
+        """The renewal at `boundary`: the new period's fee, the extras of the period that ended (its
+        segments closed on it), credit in its currency; the new period's first segment."""
+        assert sub.anchor is not None and sub.plan is not None
+        tenant_id, ps = row["tenant_id"], row["provider_subscription"]
+        ended, new = period_at(sub.anchor, boundary - US), period_at(sub.anchor, boundary)
+        closing = ledger.closing(self.book.segments(conn, tenant_id, ended, sub.plan),
+                                 self.book.counter(conn, tenant_id, ended))
+        draft, rest = ledger.renewal(sub.plan, new, closing, credits)
+        invoice_id = f"rn_{ps[-12:]}_{new.start:%Y%m%d%H%M%S}"
+        if not self._add_invoice(conn, tenant_id, invoice_id, "renewal", draft, ended.start, new.end, boundary, ps,
+                                 to_charge=True):
+            return credits
+        for seg in closing:
+            self.book.put(conn, tenant_id, seg.closed(invoice_id))
+        self.book.put(conn, tenant_id, ledger.opened(new, sub.plan, boundary, 0))
+        return rest
+
+    def _final(self, conn: Any, row: Mapping[str, Any], sub: Subscription, period: Period, moment: datetime,
+               credits: dict[str, int]) -> dict[str, int]:
+        """A period that ends with no renewal (the plan was cancelled, ended unpaid or replaced):
+        its open segments are closed on a final invoice of their extras (none if within the
+        allowance). What was owed before stays owed."""
+        assert sub.plan is not None
+        tenant_id, ps = row["tenant_id"], row["provider_subscription"]
+        closing = ledger.closing(self.book.segments(conn, tenant_id, period, sub.plan),
+                                 self.book.counter(conn, tenant_id, period))
+        made = ledger.final(closing, credits)
+        invoice_id = f"fi_{ps[-12:]}_{period.start:%Y%m%d%H%M%S}"
+        if made is not None:
+            draft, credits = made
+            self._add_invoice(conn, tenant_id, invoice_id, "final", draft, period.start, period.end, moment, ps,
+                              to_charge=True)
+        for seg in closing:
+            self.book.put(conn, tenant_id, seg.closed(invoice_id if made is not None else ledger.NOTHING_BEYOND))
+        return credits
+
+    def _split(self, conn: Any, tenant_id: str, period: Period, old: Plan, new: Plan, moment: datetime, counter: int,
+               closed_by: str | None) -> None:
+        """The period's running segment ends at `moment` (closed by `closed_by`, if given) and the
+        new plan's begins. A segment begun at that same moment has no length: the new plan takes
+        it over, with the units recognised in it."""
+        running = self.book.running(conn, tenant_id, period, old)
+        if running.start == moment:
+            self.book.put(conn, tenant_id, ledger.opened(period, new, moment, running.units_at_start))
+            return
+        ended = running.ended(moment, counter)
+        self.book.put(conn, tenant_id, ended.closed(closed_by) if closed_by else ended)
+        self.book.put(conn, tenant_id, ledger.opened(period, new, moment, counter))
+
+    def _scheduled_change(self, conn: Any, row: Mapping[str, Any], sub: Subscription, moment: datetime,
+                          credits: dict[str, int]) -> dict[str, int]:
+        """A scheduled change in force at `moment`. At a period's start the renewal prices the new
+        plan; mid-period it splits the period's segments there and bills the fee difference for
+        the rest of it, as an immediate change does (its invoice's id is the change's moment)."""
+        assert sub.anchor is not None and sub.plan is not None and sub.pending is not None
+        tenant_id, ps, new = row["tenant_id"], row["provider_subscription"], sub.pending.plan
+        period = period_at(sub.anchor, moment)
+        if moment == period.start:
+            return credits
+        self._split(conn, tenant_id, period, sub.plan, new, moment, self.book.counter(conn, tenant_id, period), None)
+        if sub.plan.price is None or new.price is None or sub.plan.price.currency != new.price.currency:
+            return credits
+        fee = ledger.change_fee(sub.plan, new, period, moment)
+        if not fee:
+            return credits
+        line = InvoiceLine(f"{sub.plan.name} to {new.name}, prorated for the rest of the period", 1, fee, fee)
+        if fee > 0:
+            draft, credits = ledger.with_credit([line], new.price.currency, credits)
+        else:
+            draft, credits = InvoiceDraft(new.price.currency, (line,)), ledger.add_credit(
+                credits, Money(-fee, new.price.currency))
+        self._add_invoice(conn, tenant_id, f"pc_{ps[-12:]}_{moment:%Y%m%d%H%M%S}", "proration", draft, period.start,
+                          period.end, moment, ps, to_charge=draft.total.amount > 0)
+        return credits
 
     def _stored(self, row: Mapping[str, Any]) -> Subscription:
         return subscription_from_row(row["tenant_id"], [row[c] for c in SUBSCRIPTION_COLUMNS], self.catalog,
                                      lambda v: v)
 
-    def _save(self, conn: Any, sub: Subscription, now: datetime, row: Mapping[str, Any], **extra: Any) -> None:
+    def _save(self, conn: Any, sub: Subscription, now: datetime, row: Mapping[str, Any], **extra: Any) -> bool:
         """Write `sub` over the stored `row`; nothing when nothing changed (so that the gate's kept
-        standing, checked against the row's revision, stays valid). A plan that changed is
-        remembered with the moment it changed; a scheduled change that came due mid-period is
-        prorated, as an immediate one is, where agentbilling does the invoicing."""
+        standing, checked against the row's revision, stays valid): whether it wrote. A plan that
+        changed is remembered with the moment it changed."""
         values: dict[str, Any] = {
             "status": sub.status.value, "plan_id": sub.plan.id if sub.plan else None, "anchor_at": sub.anchor,
             "custom_limit": sub.custom_limit, "pending_plan_id": sub.pending.plan.id if sub.pending else None,
@@ -135,49 +248,25 @@ class Lifecycle:
             came_due = row["pending_plan_id"] == new_plan and row["pending_at"] is not None and row["pending_at"] <= now
             changed_at = row["pending_at"] if came_due else now
             values.update(previous_plan_id=old_plan, plan_changed_at=changed_at)
-            if (came_due and not self.provider.owns_billing and row["provider_subscription"] and sub.anchor
-                    and sub.status is Status.ACTIVE):
-                credit = self._prorate_scheduled(conn, row, sub, changed_at)
-                if credit:
-                    extra = {**extra, "credit": extra.get("credit", row["credit"]) + credit}
         values.update(extra)
         if all(row[k] == v for k, v in values.items()):
-            return
+            return False
         notices.record(conn, sub.tenant_id, event_notices(self._stored(row), sub, now), now)
         emit(conn, sub.tenant_id, "subscription.updated", {"subscription": subscription_data(sub)}, now)
         values["updated_at"] = now
         conn.execute(update(subscriptions).where(subscriptions.c.tenant_id == sub.tenant_id).values(**values))
+        return True
 
-    def _prorate_scheduled(self, conn: Any, row: Mapping[str, Any], sub: Subscription, moment: datetime) -> int:
-        """A scheduled change that took effect mid-period, prorated as an immediate one is; made
-        once (its invoice's id is the change's moment)."""
-        assert sub.anchor is not None and sub.plan is not None
-        old = self.catalog.get(row["plan_id"])
-        if old is None:
-            return 0
-        return self._prorate(conn, row, old, sub.plan, period_at(sub.anchor, moment), moment,
-                             f"pc_{row['provider_subscription'][-12:]}_{moment:%Y%m%d%H%M%S}", scheduled=True)
+    def balances(self, tenant_id: str) -> tuple[list[Money], dict[str, int]]:
+        """What the tenant owes (open invoices, per currency) and the credit it holds (per currency)."""
+        with self.db.read() as conn:
+            return self.book.balances_due(conn, tenant_id), self.book.credits(conn, tenant_id)
 
-    def _prorate(self, conn: Any, row: Mapping[str, Any], old: Plan, new: Plan, period: Period, moment: datetime,
-                 invoice_id: str, *, scheduled: bool = False) -> int:
-        """The invoice of a change from `old` to `new` at `moment`: an upgrade's is charged, a
-        downgrade's is a credit note; the credit it leaves the tenant (minor units)."""
-        draft = invoicing.prorate_change(old, new, period=period, at=moment, scheduled=scheduled)
-        if draft is None or not draft.total.amount:
-            return 0
-        amount = draft.total.amount
-        self._add_invoice(conn, row["tenant_id"], invoice_id, "proration", draft, period.start, period.end, moment,
-                          row["provider_subscription"], to_charge=amount > 0)
-        return max(0, -amount)
-
-    def _void_open(self, conn: Any, tenant_id: str) -> list[str]:
-        """Void the tenant's open invoices (its plan ended or was replaced); their ids."""
+    def _stop_retries(self, conn: Any, tenant_id: str) -> None:
+        """The plan they were for was replaced: its open invoices stay owed (past due) but are no
+        longer charged by themselves; a new card or a payment in the portal settles them."""
         c = invoices.c
-        ids = list(conn.execute(select(c.id).where(c.tenant_id == tenant_id, c.status == "open")).scalars())
-        if ids:
-            conn.execute(update(invoices).where(c.tenant_id == tenant_id, c.status == "open")
-                         .values(status="void", next_attempt_at=None))
-        return ids
+        conn.execute(update(invoices).where(c.tenant_id == tenant_id, c.status == "open").values(next_attempt_at=None))
 
     def _used(self, conn: Any, tenant_id: str, counter: str) -> int:
         value = conn.execute(select(usage_counters.c.billable_sessions).where(
@@ -205,6 +294,14 @@ class Lifecycle:
             email = conn.execute(select(tenants.c.billing_email).where(tenants.c.id == tenant_id)).scalar()
         if sub.paid and sub.status is Status.ACTIVE:
             raise Conflict("You already have a paid subscription: change your plan instead of subscribing again.")
+        with self.db.read() as conn:
+            owed = self.book.balances_due(conn, tenant_id)
+        if owed:
+            # R10: what the ended plan left unpaid is settled before a new one starts.
+            raise BalanceDue(f"{amounts_text(owed)} is still owed for your earlier plan. Settle it in the billing portal "
+                             "(Manage), then subscribe again.",
+                             pay_url=self.provider.portal_url(tenant_id, base_url, customer=row["provider_customer"]),
+                             balance_due=[{"amount": m.amount, "currency": m.currency} for m in owed])
         co = self.provider.create_checkout(tenant_id, plan, now, base_url, customer=row["provider_customer"],
                                            email=email)
         if co.customer and co.customer != row["provider_customer"]:
@@ -232,15 +329,19 @@ class Lifecycle:
         with self.db.write() as conn:
             sub, row = self._load_for_write(conn, tenant_id, now)
             started = start_plan(sub, plan, now, used=self._used(conn, tenant_id, TRIAL_COUNTER), offline=True)
-            # The plan the provider ran is over: nothing more is charged for it, and no checkout left
-            # open can start another.
-            for invoice_id in self._void_open(conn, tenant_id):
-                self._command(conn, tenant_id, "void", invoice_id, now)
+            # The plan the provider ran is over: what it left unpaid stays owed but is not retried,
+            # its period is closed on a final invoice, and no checkout left open can start another.
+            self._stop_retries(conn, tenant_id)
+            if self._bills(row) and sub.status is Status.ACTIVE:
+                credits = self.book.credits(conn, tenant_id)
+                rest = self._final(conn, row, sub, sub.period(now), now, credits)
+                if rest != credits:
+                    self.book.put_credits(conn, tenant_id, rest)
             self._command(conn, tenant_id, "expire_checkouts", row["provider_customer"], now)
             if self.provider.owns_billing and row["provider_subscription"]:
                 self._command(conn, tenant_id, "end", row["provider_subscription"], now)
             self._save(conn, started, now, row, terms=terms_to_json(terms), provider=None, provider_customer=None,
-                       provider_subscription=None, billed_until=None, credit=0, previous_plan_id=None,
+                       provider_subscription=None, billed_until=None, previous_plan_id=None,
                        plan_changed_at=None)
         self.run_commands(now)
 
@@ -255,7 +356,7 @@ class Lifecycle:
         custom = _date(on) if when_ is When.CUSTOM_DATE else None
         if when_ is not When.CUSTOM_DATE and on is not None:
             raise InvalidInput("A date goes only with when = 'custom_date'.")
-        charge = False
+        to_pay: tuple[str, int, str] | None = None
         with self.db.write() as conn:
             sub, row = self._load_for_write(conn, tenant_id, now)
             if not sub.paid or sub.status is not Status.ACTIVE or sub.offline or row["provider"] is None:
@@ -265,18 +366,15 @@ class Lifecycle:
                 raise Conflict("Your subscription is cancelled: resume it in the billing portal before changing plan.")
             check_target(tenant_id, sub.plan, target)
             period = sub.period(now)
-            if when_ is When.IMMEDIATELY:
-                if target.price is None or sub.plan.price is None or target.price.currency != sub.plan.price.currency:
-                    raise InvalidInput(f"The {target.name} plan cannot replace yours immediately: pick another date.")
+            if target.price is None or sub.plan.price is None or target.price.currency != sub.plan.price.currency:
+                # R8a: credit and extras are kept per currency; a plan in another one is a new subscription.
+                raise CurrencyChange(f"The {target.name} plan is billed in another currency than yours: cancel this "
+                                     "plan and subscribe to it when this one ends.")
             moment = effective_at(when_, now=now, period=period, custom=custom)
             if self.provider.owns_billing:
                 pass  # the provider changes it (below, outside this transaction); its answer is stored
             elif when_ is When.IMMEDIATELY:
-                credit = self._prorate(conn, row, sub.plan, target, period, now, "pr_" + secrets.token_hex(10))
-                charge = credit == 0
-                changed = dataclasses.replace(sub, plan=target, pending=None,
-                                              custom_limit=kept_limit(sub.custom_limit, target))
-                self._save(conn, changed, now, row, terms=None, credit=row["credit"] + credit)
+                to_pay = self._change_now(conn, row, sub, target, now)
             else:
                 self._save(conn, dataclasses.replace(sub, pending=PlanChange(target, moment)), now, row)
         if self.provider.owns_billing:
@@ -284,8 +382,70 @@ class Lifecycle:
             facts = (self.provider.change_now(sub_id, target) if when_ is When.IMMEDIATELY
                      else self.provider.change_later(sub_id, target, moment))
             self._apply_subscription_facts(facts, now)
-        if charge:
-            self.collect(now)
+        if to_pay is not None:
+            self._pay_change(tenant_id, *to_pay, now)
+
+    def _change_now(self, conn: Any, row: Mapping[str, Any], sub: Subscription, target: Plan,
+                    now: datetime) -> tuple[str, int, str] | None:
+        """An immediate change (R8, R8a): the running segment is closed on the change's invoice
+        (the fee difference for the rest of the period and its extras). One that costs nothing
+        (a credit note, or nothing) is made at once; one that costs money waits for its payment:
+        its invoice carries the change, and paying it makes it (`_sync_invoice`). Returns what to
+        charge, if anything."""
+        assert sub.plan is not None
+        tenant_id, ps = row["tenant_id"], row["provider_subscription"]
+        period = sub.period(now)
+        c = invoices.c
+        # An earlier upgrade still unpaid (a request that died before its charge) is dropped.
+        conn.execute(update(invoices).where(c.tenant_id == tenant_id, c.status == "open", c.change_plan_id.is_not(None))
+                     .values(status="void", next_attempt_at=None))
+        counter = self.book.counter(conn, tenant_id, period)
+        credits = self.book.credits(conn, tenant_id)
+        draft, _, rest = ledger.change(self.book.running(conn, tenant_id, period, sub.plan), target, now, counter,
+                                       credits)
+        invoice_id = "pr_" + secrets.token_hex(10)
+        total = draft.total.amount
+        if total > 0:
+            self._add_invoice(conn, tenant_id, invoice_id, "proration", draft, period.start, period.end, now, ps,
+                              to_charge=True, next_attempt_at=None, change_plan_id=target.id, change_at=now,
+                              change_counter=counter)
+            return invoice_id, total, draft.currency
+        if draft.lines:
+            self._add_invoice(conn, tenant_id, invoice_id, "proration", draft, period.start, period.end, now, ps,
+                              to_charge=False)
+        if total < 0:
+            rest = ledger.add_credit(rest, Money(-total, draft.currency))
+        self._make_change(conn, row, sub, target, now, counter, invoice_id, rest)
+        return None
+
+    def _make_change(self, conn: Any, row: Mapping[str, Any], sub: Subscription, target: Plan, moment: datetime,
+                     counter: int, invoice_id: str, credits: dict[str, int]) -> None:
+        """The change in force from `moment`: the running segment ends there, closed by
+        `invoice_id`, and the new plan's begins; limits recalculated (R8)."""
+        tenant_id = row["tenant_id"]
+        period = sub.period(moment)
+        assert sub.plan is not None
+        self._split(conn, tenant_id, period, sub.plan, target, moment, counter, invoice_id)
+        self.book.put_credits(conn, tenant_id, credits)
+        changed = dataclasses.replace(sub, plan=target, pending=None, custom_limit=kept_limit(sub.custom_limit, target))
+        self._save(conn, changed, moment, row, terms=None)
+
+    def _pay_change(self, tenant_id: str, invoice_id: str, total: int, currency: str, now: datetime) -> None:
+        """Charge an upgrade's invoice now; the change is made once it is paid, else nothing
+        changes and the invoice is voided (PaymentFailed, a 402)."""
+        self.provider.charge(tenant_id, invoice_id, total, currency, f"{invoice_id}-1", now)
+        state = self.provider.charge_state(invoice_id)
+        with self.db.write() as conn:  # as its webhook does; a no-op if that came first
+            if state is not None and state.paid_at is not None:
+                self._sync_invoice(conn, tenant_id, invoice_id, state.paid_at, None, 0, now)
+            else:
+                self._sync_invoice(conn, tenant_id, invoice_id, None, now, 1, now)
+            status = conn.execute(select(invoices.c.status).where(invoices.c.tenant_id == tenant_id,
+                                                                  invoices.c.id == invoice_id)).scalar()
+        self.run_commands(now)
+        if status != "paid":
+            raise PaymentFailed("The payment for the new plan failed, so your plan was not changed. Update your "
+                                "payment method (Manage) and try again.")
 
     def _apply_subscription_facts(self, facts: ProviderSubscription | None, now: datetime) -> None:
         if facts is not None:
@@ -306,17 +466,18 @@ class Lifecycle:
 
     def _add_invoice(self, conn: Any, tenant_id: str, invoice_id: str, kind: str, draft: InvoiceDraft,
                      start: datetime, end: datetime, now: datetime, provider_subscription: str | None, *,
-                     to_charge: bool, paid_at: datetime | None = None) -> bool:
+                     to_charge: bool, paid_at: datetime | None = None, **columns: Any) -> bool:
         """Record an invoice; False if it exists already (the same renewal made by another worker)."""
         total = draft.total.amount
         open_ = to_charge and total > 0
+        values = {"next_attempt_at": now if open_ else None, **columns}
         try:
             with conn.begin_nested():
                 conn.execute(insert(invoices).values(
                     tenant_id=tenant_id, id=invoice_id, provider_subscription=provider_subscription, kind=kind,
                     status="open" if open_ else "paid", currency=draft.currency, total=total,
                     lines=_lines_json(draft), period_start=start, period_end=end, created_at=now,
-                    paid_at=None if open_ else (paid_at or now), next_attempt_at=now if open_ else None,
+                    paid_at=None if open_ else (paid_at or now), **values,
                 ))
         except IntegrityError:
             return False
@@ -525,8 +686,11 @@ class Lifecycle:
             sub = at(start_plan(sub, plan, ps.started_at, used=self._used(conn, ps.tenant_id, TRIAL_COUNTER)), now)
             first_end = ps.period_end or add_months(ps.started_at, 1)
             extra = {"terms": None, "provider": self.provider.name, "provider_customer": ps.customer,
-                     "provider_subscription": ps.id, "billed_until": first_end, "credit": 0,
+                     "provider_subscription": ps.id, "billed_until": first_end,
                      "previous_plan_id": None, "plan_changed_at": None}
+            if not self.provider.owns_billing:  # the first period's first segment (R8a)
+                self.book.put(conn, ps.tenant_id, ledger.opened(period_at(ps.started_at, ps.started_at), plan,
+                                                                ps.started_at, 0))
             fi = ps.first_invoice
             if fi is not None:
                 line = InvoiceLine(f"{plan.name} plan, {ps.started_at.date().isoformat()} to "
@@ -578,6 +742,9 @@ class Lifecycle:
         if inv is None or inv["status"] != "open":
             self._save(conn, sub, now, row)
             return
+        if inv["change_plan_id"] is not None:
+            self._settle_change(conn, sub, row, inv, paid_at, now)
+            return
         if paid_at is not None:
             values: dict[str, Any] = {"status": "paid", "paid_at": paid_at, "next_attempt_at": None}
         else:
@@ -588,6 +755,36 @@ class Lifecycle:
         conn.execute(update(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)
                      .values(**values))
         self._save(conn, self._with_payment_state(conn, sub, row["provider_subscription"]), now, row)
+
+    def _settle_change(self, conn: Any, sub: Subscription, row: Mapping[str, Any], inv: Mapping[str, Any],
+                       paid_at: datetime | None, now: datetime) -> None:
+        """An upgrade's invoice answered: paid, the change is made as of when it was asked; failed,
+        nothing changes, the invoice is voided and no payment issue follows (R8)."""
+        c = invoices.c
+        tenant_id, invoice_id = row["tenant_id"], inv["id"]
+        if paid_at is None:
+            conn.execute(update(invoices).where(c.tenant_id == tenant_id, c.id == invoice_id)
+                         .values(status="void", next_attempt_at=None, first_failed_at=None))
+            self._command(conn, tenant_id, "void", invoice_id, now)
+            self._save(conn, sub, now, row)
+            return
+        conn.execute(update(invoices).where(c.tenant_id == tenant_id, c.id == invoice_id)
+                     .values(status="paid", paid_at=paid_at, next_attempt_at=None))
+        target = self.catalog.get(inv["change_plan_id"])
+        credits = self.book.credits(conn, tenant_id)
+        currency = inv["currency"]
+        moment = inv["change_at"]
+        if (target is None or sub.status is not Status.ACTIVE or sub.plan is None or sub.plan.id == target.id
+                or sub.cancel_at is not None or row["provider_subscription"] != inv["provider_subscription"]
+                or sub.anchor is None or not sub.period(now).contains(moment)):
+            # The plan moved on before the payment came: it is kept as credit, not lost.
+            self.book.put_credits(conn, tenant_id, ledger.add_credit(credits, Money(inv["total"], currency)))
+            self._save(conn, sub, now, row)
+            return
+        used = -sum(x["amount"] for x in inv["lines"] if x["description"] == ledger.CREDIT_LINE)
+        credits = {**credits, currency: max(0, credits.get(currency, 0) - used)}
+        self._make_change(conn, row, sub, target, moment, inv["change_counter"], invoice_id,
+                          {k: v for k, v in credits.items() if v})
 
     def _with_payment_state(self, conn: Any, sub: Subscription, provider_subscription: str | None) -> Subscription:
         """Payment issue while an invoice of the running plan is unpaid after a failed charge (R10)."""
@@ -628,36 +825,12 @@ class Lifecycle:
                 c.status == Status.ACTIVE.value, or_(c.pending_at <= now, c.cancel_at <= now, renewals))).scalar() or 0
 
     def _advance_tenant(self, tenant_id: str, now: datetime) -> None:
+        """Store what time did to one subscription: its steps with their invoices (`_catch_up`)."""
         with self.db.write() as conn:
-            row = conn.execute(select(subscriptions).where(subscriptions.c.tenant_id == tenant_id)
-                               .with_for_update()).mappings().first()
-            if row is None:
+            try:
+                self._load_for_write(conn, tenant_id, now)
+            except NotFound:
                 return
-            stored = self._stored(row)
-            billed_until, credit = row["billed_until"], row["credit"]
-            # Renew period by period: at each boundary the plan in force then (a change due at the
-            # boundary first, as a provider applies a schedule's phase before the renewal).
-            while (billed_until is not None and billed_until <= now and not stored.offline
-                   and row["provider"] is not None and not self.provider.owns_billing):
-                boundary = billed_until
-                then = at(stored, boundary)
-                if then.status is not Status.ACTIVE or then.plan is None or then.plan.price is None:
-                    break
-                before = at(stored, boundary - US)
-                ended = then.period(boundary - US)
-                new = then.period(boundary)
-                draft = invoicing.renewal(then.plan, used_last_period=self._used(conn, tenant_id, ended.key),
-                                          new_period=new, ended_plan=before.plan, credit=credit)
-                credit -= sum(-line.amount for line in draft.lines if line.amount < 0)  # the credit it used
-                invoice_id = f"rn_{row['provider_subscription'][-12:]}_{new.start:%Y%m%d%H%M%S}"
-                self._add_invoice(conn, tenant_id, invoice_id, "renewal", draft, ended.start, new.end, boundary,
-                                  row["provider_subscription"], to_charge=True)
-                billed_until = new.end
-            sub = at(stored, now)
-            if sub.status is not Status.ACTIVE:  # ended (cancelled or unpaid): nothing more is charged for it
-                for invoice_id in self._void_open(conn, tenant_id):
-                    self._command(conn, tenant_id, "void", invoice_id, now)
-            self._save(conn, sub, now, row, billed_until=billed_until, credit=credit)
 
     # -- what the provider must still be told ------------------------------------------------
 

@@ -10,6 +10,7 @@ from agentbilling.domain.gate import Refusal
 from agentbilling.domain.invoicing import InvoiceLine
 from agentbilling.domain.limits import SessionLimit
 from agentbilling.domain.metering import Session
+from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Plan
 
 
@@ -57,6 +58,8 @@ class BillingView:
     admission: Admission
     offline: bool = False  # on a plan arranged with the operator: changed through them, not the portal
     paid_plan_running: bool = False  # Subscribe on another plan changes the plan (domain.card.paid_plan_running)
+    balance_due: Money | None = None  # what earlier invoices left unpaid (R10), the oldest currency's
+    credit_balances: tuple[Money, ...] = ()  # credit per currency (R8a)
 
 
 @dataclass(frozen=True, slots=True)

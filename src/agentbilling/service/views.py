@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 from sqlalchemy import select
 
-from agentbilling.domain.card import banners, cards, paid_plan_running, session_limit_card
+from agentbilling.domain.card import Badge, Banner, banners, cards, paid_plan_running, session_limit_card
+from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Catalog
 from agentbilling.domain.usage import LOOKBACK, DayUsage, chart_window, units_by_day
 from agentbilling.service.cursors import newest_first
+from agentbilling.service.ledger import amounts_text
 from agentbilling.service.records import Admission, BillingView, Page
 from agentbilling.storage.db import Database
 from agentbilling.storage.metering import MeteringStore
 from agentbilling.storage.rows import SESSION_COLUMNS, same, session_from_row
 from agentbilling.storage.tables import sessions
+
+
+BALANCE_DUE = "Balance due"
 
 
 def billing_view(metering: MeteringStore, catalog: Catalog, tenant_id: str, now: datetime) -> BillingView:
@@ -29,6 +35,17 @@ def billing_view(metering: MeteringStore, catalog: Catalog, tenant_id: str, now:
         offline=sub.offline and sub.paid,
         paid_plan_running=paid_plan_running(sub, st, used),
     )
+
+
+def with_balances(view: BillingView, owed: list[Money], credits: dict[str, int]) -> BillingView:
+    """The view with what is owed and the credit held. What is owed outside a payment issue (whose
+    own banner says how to pay) gets a banner saying how to settle it."""
+    banners = list(view.banners)
+    if owed and not any(card.badge is Badge.PAYMENT_ISSUE for card in view.cards):
+        banners.append(Banner(BALANCE_DUE, f"{amounts_text(owed)} is still owed from an earlier invoice. Click "
+                                           "Manage on your subscription card to settle it in the billing portal."))
+    return dataclasses.replace(view, banners=banners, balance_due=owed[0] if owed else None,
+                               credit_balances=tuple(Money(v, k) for k, v in sorted(credits.items())))
 
 
 def list_sessions(db: Database, tenant_id: str, cursor: str | None, limit: int) -> Page:

@@ -68,7 +68,6 @@ subscriptions = Table(
     Column("billed_until", UTCDateTime),  # the end of the last period invoiced (Stripe: its period's end)
     Column("previous_plan_id", String(64)),  # the plan before the last change, and when it changed:
     Column("plan_changed_at", UTCDateTime),  # a renewal prices the sessions of the period that ended by it
-    Column("credit", BigInteger, nullable=False, server_default=text("0")),  # minor units owed to the tenant
     Column("updated_at", UTCDateTime, nullable=False),
     # Bumped by every UPDATE through SQLAlchemy: the admission checks the standing it keeps per
     # tenant against it, inside its own statement (storage/metering.py).
@@ -161,9 +160,42 @@ invoices = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", UTCDateTime),  # when the worker charges it next; None: not to be charged
     Column("first_failed_at", UTCDateTime),
+    # An upgrade's invoice (R8): the change it makes once paid, and the usage counter when asked.
+    Column("change_plan_id", String(64)),
+    Column("change_at", UTCDateTime),
+    Column("change_counter", BigInteger),
     PrimaryKeyConstraint("tenant_id", "id"),
     Index("ix_invoices_tenant_created", "tenant_id", "created_at", "id"),
     Index("ix_invoices_next_attempt_at", "next_attempt_at"),
+)
+
+# The ledger (R8a, domain/ledger.py): a paid period split at each plan change into segments, each
+# priced by its plan. `units` is known once the segment ended; `closed_by` names the invoice that
+# billed its extras, set once.
+segments = Table(
+    "segments",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("start_at", UTCDateTime, nullable=False),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("plan_id", String(64), nullable=False),
+    Column("units_at_start", BigInteger, nullable=False),
+    Column("end_at", UTCDateTime),
+    Column("units", BigInteger),
+    Column("closed_by", String(64)),
+    PrimaryKeyConstraint("tenant_id", "start_at"),
+    Index("ix_segments_tenant_period", "tenant_id", "period_start"),
+)
+
+# Credit owed to a tenant (from a downgrade or a refund), per currency: it pays only invoices in it.
+credit_balances = Table(
+    "credit_balances",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "currency"),
 )
 
 # Every provider event received, stored before it is applied: unique by provider and event id, so
