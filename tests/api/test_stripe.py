@@ -312,8 +312,8 @@ _stripe_tenants = iter(range(10**6))
 def test_stripe_events_delivered_one_to_five_times_in_any_order_end_in_stripes_state(
     client, standin, billing, actions, copies, seed
 ):
-    """A failed proration charge, cards, cancel and resume at Stripe, each event delivered 1-5
-    times in random order: the card ends where Stripe's objects are."""
+    """A refused upgrade (its charge fails), cards, cancel and resume at Stripe, each event delivered
+    1-5 times in random order: the card ends where Stripe's objects are, on the plan it had."""
     import random
 
     tenant = f"s{next(_stripe_tenants)}"
@@ -325,7 +325,8 @@ def test_stripe_events_delivered_one_to_five_times_in_any_order_end_in_stripes_s
     seen = {e["id"] for e in standin.events()}
     standin.set_webhook(None)  # hold every delivery from here
     try:
-        assert change_plan(client, access, "maxi", "immediately").status_code == 200  # its charge fails
+        # Its charge fails: a 402 and nothing changed at Stripe or here (R8, error_if_incomplete).
+        assert_problem(change_plan(client, access, "maxi", "immediately"), 402, "payment-failed")
         cancelled = False
         for action in actions:
             if action in ("cancel", "resume"):
@@ -346,16 +347,11 @@ def test_stripe_events_delivered_one_to_five_times_in_any_order_end_in_stripes_s
 
     sdk = standin.client()
     sub = sdk.v1.subscriptions.list(params={"customer": customer, "status": "all"}).data[0]
-    proration = sdk.v1.invoices.retrieve(sub.latest_invoice) if sub.latest_invoice else None
-    paid = proration is not None and proration.status == "paid"
     mine = card(client, access)
-    expected = ("Payment issue" if not paid else
-                "Canceled subscription" if sub.cancel_at_period_end else "Active subscription")
-    assert mine["badge"] == expected
-    assert mine["plan"]["id"] == "maxi"
+    assert mine["badge"] == ("Canceled subscription" if sub.cancel_at_period_end else "Active subscription")
+    assert mine["plan"]["id"] == "mini" and sub["items"]["data"][0]["price"]["id"] == "price_mini"
     assert (mine["expires_on"] is not None) == bool(sub.cancel_at_period_end)
-    (mirrored,) = [i for i in invoices(client, access) if i["kind"] == "proration"]
-    assert mirrored["status"] == ("paid" if paid else "open")
+    assert [i for i in invoices(client, access) if i["status"] == "open"] == []
 
 
 def test_a_stripe_checkout_left_open_before_an_offline_deal_cannot_be_paid(client, standin, billing, acme):
@@ -366,3 +362,22 @@ def test_a_stripe_checkout_left_open_before_an_offline_deal_cannot_be_paid(clien
     with pytest.raises(Exception, match="expired"):
         standin.complete_checkout(co["id"], CARD_OK)
     assert card(client, acme)["plan"]["id"] == "enterprise"
+
+
+def test_an_immediate_upgrade_on_stripe_does_not_run_before_it_is_paid(client, standin, billing, acme):
+    """Issue 12, finding 2 on Stripe: a failed charge is a 402; the plan, its scheduled change and
+    Stripe's invoices are as they were; with a working card the upgrade runs at once."""
+    subscribe(client, standin, acme, "mini")
+    customer = customer_of(billing, "acme")
+    assert change_plan(client, acme, "reach", "end_of_period").status_code == 200
+    standin.add_card(customer, CARD_CHARGES_FAIL)
+    before = badges(client, acme)
+    assert_problem(change_plan(client, acme, "maxi", "immediately"), 402, "payment-failed")
+    assert badges(client, acme) == before == ["Active subscription", "Upcoming subscription"]
+    assert card(client, acme)["plan"]["id"] == "mini"
+    sdk = standin.client()
+    assert [i.status for i in sdk.v1.invoices.list(params={"customer": customer}).data] == ["paid"]
+    standin.add_card(customer, CARD_OK)
+    r = change_plan(client, acme, "maxi", "immediately")
+    assert r.status_code == 200, r.text
+    assert card(client, acme)["plan"]["id"] == "maxi"

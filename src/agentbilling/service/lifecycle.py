@@ -379,8 +379,12 @@ class Lifecycle:
                 self._save(conn, dataclasses.replace(sub, pending=PlanChange(target, moment)), now, row)
         if self.provider.owns_billing:
             sub_id = row["provider_subscription"]
-            facts = (self.provider.change_now(sub_id, target) if when_ is When.IMMEDIATELY
-                     else self.provider.change_later(sub_id, target, moment))
+            try:
+                facts = (self.provider.change_now(sub_id, target) if when_ is When.IMMEDIATELY
+                         else self.provider.change_later(sub_id, target, moment))
+            except PaymentFailed:  # as the provider has it now (unchanged), whatever its webhooks say first
+                self._apply_subscription_facts(self.provider.subscription(sub_id), now)
+                raise
             self._apply_subscription_facts(facts, now)
         if to_pay is not None:
             self._pay_change(tenant_id, *to_pay, now)

@@ -25,7 +25,7 @@ from typing import Any
 
 import stripe
 
-from agentbilling.domain.errors import Conflict
+from agentbilling.domain.errors import Conflict, PaymentFailed
 from agentbilling.domain.plans import Catalog, Plan
 from agentbilling.service.payments import (
     Checkout,
@@ -96,12 +96,22 @@ class StripeProvider:
 
     def change_now(self, subscription_id: str, plan: Plan) -> ProviderSubscription | None:
         """Immediately: the price switched and the prorated difference invoiced at once."""
+        before = self._facts(self.client.v1.subscriptions.retrieve(subscription_id))
         sub = self.client.v1.subscriptions.retrieve(subscription_id).to_dict()
         if sub.get("schedule"):
             self.client.v1.subscription_schedules.release(sub["schedule"])
-        updated = self.client.v1.subscriptions.update(subscription_id, params={
-            "items": [{"id": sub["items"]["data"][0]["id"], "price": plan.provider_price_id}],
-            "proration_behavior": "always_invoice"})
+        try:
+            # R8: paid before it runs. Stripe charges the proration at once and, if that fails,
+            # answers 402 and changes nothing (no pending update, no open invoice).
+            updated = self.client.v1.subscriptions.update(subscription_id, params={
+                "items": [{"id": sub["items"]["data"][0]["id"], "price": plan.provider_price_id}],
+                "proration_behavior": "always_invoice", "payment_behavior": "error_if_incomplete"})
+        except stripe.CardError as err:
+            pending = before.pending if before is not None else None
+            if pending is not None and self.catalog.get(pending[0]) is not None:  # as it was: nothing changed
+                self.change_later(subscription_id, self.catalog[pending[0]], pending[1])
+            raise PaymentFailed("The payment for the new plan failed, so your plan was not changed. Update your "
+                                "payment method (Manage) and try again.") from err
         return self._facts(updated)
 
     def change_later(self, subscription_id: str, plan: Plan, at: datetime) -> ProviderSubscription | None:
