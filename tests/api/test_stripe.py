@@ -126,7 +126,9 @@ def test_an_immediate_upgrade_at_the_limit_admits_at_once_and_stripe_invoices_th
     admitted(client, acme, "stopped")
     standin.wait_for_webhooks()
     proration = invoices(client, acme)[0]
-    assert (proration["kind"], proration["status"], proration["total"]["amount"]) == ("proration", "paid", 1000)
+    # Stripe's ($30 - $10) x 14/28, and Mini's segment closed on it (R8a): 3 sessions, 1 included
+    # in its half period, so 2 extras x $1.00 taken along as an invoice item.
+    assert (proration["kind"], proration["status"], proration["total"]["amount"]) == ("proration", "paid", 1200)
 
 
 def test_a_downgrade_at_the_end_of_the_period_is_a_schedule_shown_as_upcoming(client, standin, acme):
@@ -381,3 +383,37 @@ def test_an_immediate_upgrade_on_stripe_does_not_run_before_it_is_paid(client, s
     r = change_plan(client, acme, "maxi", "immediately")
     assert r.status_code == 200, r.text
     assert card(client, acme)["plan"]["id"] == "maxi"
+
+
+def test_the_last_periods_overage_of_a_cancelled_stripe_plan_is_billed_on_a_final_invoice(client, standin, billing,
+                                                                                         acme):
+    """Issue 12, finding 3 on Stripe: Stripe ends a cancelled subscription without a renewal; the
+    extras of its last period go on a final invoice of their own, once."""
+    subscribe(client, standin, acme, "mini")
+    fill(client, acme, "s", 3)  # 1 beyond the 2 included
+    standin.portal_cancel(customer_of(billing, "acme"))
+    advance(client, to=FEB_28)
+    billing.run_due()
+    standin.wait_for_webhooks()
+    (final,) = [i for i in invoices(client, acme) if i["kind"] == "final"]
+    assert (final["status"], final["total"]["amount"]) == ("paid", 100)
+    assert final["lines"][0]["description"] == "1 sessions beyond the 2 included"
+    advance(client, to="2026-03-31T09:00:00Z")
+    billing.run_due()
+    standin.wait_for_webhooks()
+    assert len([i for i in invoices(client, acme) if i["kind"] == "final"]) == 1
+
+
+def test_a_stripe_renewal_prices_each_segment_of_the_period_by_its_plan(client, standin, billing, acme):
+    """Issue 12, finding 4 on Stripe: a change on a custom date mid-period splits the period; the
+    renewal bills each segment's extras by its own plan and allowance."""
+    subscribe(client, standin, acme, "mini")
+    assert change_plan(client, acme, "maxi", "custom_date", "2026-02-14").status_code == 200
+    fill(client, acme, "a", 3)  # Mini's 327 of 672 hours: floor(2 x 327/672) = 0 included, 3 extras at $1.00
+    advance(client, to="2026-02-14T00:00:00Z")
+    fill(client, acme, "b", 3)  # Maxi's 345 hours: floor(5 x 345/672) = 2 included, 1 extra at $0.50
+    advance(client, to=FEB_28)
+    standin.wait_for_webhooks()
+    renewal = next(i for i in invoices(client, acme) if i["kind"] == "renewal")
+    extras = sorted(x["amount"]["amount"] for x in renewal["lines"] if "beyond" in x["description"])
+    assert extras == [50, 300]

@@ -23,6 +23,30 @@ def get_invoice_lines(svc: Services, req: Request, invoice_id: str) -> dict[str,
         return svc.state.render(svc.state.get(invoice_id, "invoice")["lines"])
 
 
+@routes.route("POST", "/v1/invoices")
+def post_invoice(svc: Services, req: Request) -> dict[str, Any]:
+    """A one-off draft invoice of the customer's pending invoice items (those of `subscription` if
+    given); finalize and pay it as usual. Only `pending_invoice_items_behavior=include` is played."""
+    st, p = svc.state, req.params
+    with st.lock:
+        cus = st.get(forms.req_str(p, "customer"), "customer", param="customer")
+        now = st.now(cus)
+        sub = st.get(p["subscription"], "subscription", param="subscription") if forms.opt_str(p, "subscription") \
+            else None
+        if (forms.opt_str(p, "pending_invoice_items_behavior") or "exclude") != "include":
+            raise StripeError.invalid("The stand-in only creates invoices of pending invoice items "
+                                      "(pending_invoice_items_behavior=include).", param="pending_invoice_items_behavior")
+        currency = (forms.opt_str(p, "currency") or (sub or cus).get("currency") or "usd").lower()
+        inv = invoicing.create_draft(st, cus, sub=sub, billing_reason="manual", currency=currency,
+                                     period=(now, now), now=now)
+        inv["description"] = forms.opt_str(p, "description")
+        inv["metadata"] = forms.merge_metadata({}, p)
+        if forms.opt_str(p, "auto_advance") is not None:
+            inv["auto_advance"] = forms.opt_bool(p, "auto_advance")
+        st.emit("invoice.created", inv)
+        return st.render(inv, req.expand)
+
+
 @routes.route("GET", "/v1/invoices")
 def list_invoices(svc: Services, req: Request) -> dict[str, Any]:
     st, p = svc.state, req.params

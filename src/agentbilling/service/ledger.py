@@ -57,6 +57,16 @@ class Book:
                 raise RuntimeError(f"segment {tenant_id}/{seg.start.isoformat()} is closed already by {exists[0]}")
             conn.execute(insert(segments).values(tenant_id=tenant_id, start_at=seg.start, **values))
 
+    def close(self, conn: Any, tenant_id: str, seg: Segment, invoice_id: str) -> bool:
+        """Close a segment by `invoice_id` unless it is closed already (a second delivery of the
+        same renewal); whether this closed it."""
+        s = segments.c
+        exists = conn.execute(select(s.closed_by).where(s.tenant_id == tenant_id, s.start_at == seg.start)).first()
+        if exists is not None and exists[0] is not None:
+            return False
+        self.put(conn, tenant_id, seg.closed(invoice_id))
+        return True
+
     def credits(self, conn: Any, tenant_id: str) -> dict[str, int]:
         c = credit_balances.c
         return {cur: amount for cur, amount in conn.execute(select(c.currency, c.amount).where(c.tenant_id == tenant_id))

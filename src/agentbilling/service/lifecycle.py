@@ -60,6 +60,7 @@ from agentbilling.storage.db import Database
 from agentbilling.storage.rows import subscription_from_row, SUBSCRIPTION_COLUMNS, terms_to_json
 from agentbilling.storage.tables import (
     demo_requests,
+    segments,
     invoices,
     provider_commands,
     provider_events,
@@ -132,6 +133,9 @@ class Lifecycle:
         moves the stored state past it: a period is closed once however many writers run."""
         stored = self._stored(row)
         if not self._bills(row):
+            if (self.provider.owns_billing and stored.status is Status.ACTIVE and stored.pending is not None
+                    and stored.pending.effective_at <= now and row["provider_subscription"] and not row["offline"]):
+                self._split_at_provider(conn, row, stored, stored.pending.plan, now)  # its phase came (R8a)
             return at(stored, now), {}
         tenant_id, sub, billed = row["tenant_id"], stored, row["billed_until"]
         credits = before = self.book.credits(conn, tenant_id)
@@ -188,6 +192,42 @@ class Lifecycle:
         for seg in closing:
             self.book.put(conn, tenant_id, seg.closed(invoice_id if made is not None else ledger.NOTHING_BEYOND))
         return credits
+
+    def _final_at_provider(self, conn: Any, row: Mapping[str, Any], sub: Subscription, now: datetime) -> None:
+        """A plan the provider bills ended (Stripe): its last period's segments are closed, and their
+        extras invoiced by a provider command carried out after the commit (R8a)."""
+        assert sub.anchor is not None and sub.plan is not None
+        tenant_id, ps = row["tenant_id"], row["provider_subscription"]
+        period = period_at(sub.anchor, (sub.ended_at or now) - US)
+        closing = ledger.closing(self.book.segments(conn, tenant_id, period, sub.plan),
+                                 self.book.counter(conn, tenant_id, period))
+        marker = f"final:{ps}"
+        for seg in closing:
+            self.book.close(conn, tenant_id, seg, marker)
+        if any(ledger.extras_line(seg) for seg in closing):
+            self._command(conn, tenant_id, "final_invoice", ps, now)
+
+    def _invoice_final_at_provider(self, tenant_id: str, subscription_id: str) -> None:
+        marker = f"final:{subscription_id}"
+        with self.db.read() as conn:
+            customer = conn.execute(select(subscriptions.c.provider_customer)
+                                    .where(subscriptions.c.tenant_id == tenant_id)).scalar()
+            rows = conn.execute(select(segments).where(segments.c.tenant_id == tenant_id,
+                                                       segments.c.closed_by == marker)
+                                .order_by(segments.c.start_at)).mappings().all()
+        lines = []
+        for r in rows:
+            plan = self.catalog.get(r["plan_id"])
+            if plan is None or plan.overage_price is None:
+                continue
+            seg = ledger.Segment(Period(r["period_start"], r["period_end"], 0), plan, r["start_at"],
+                                 r["units_at_start"], r["end_at"], r["units"], r["closed_by"])
+            line = ledger.extras_line(seg)
+            if line is not None:
+                lines.append((line.amount, line.description, plan.overage_price.currency))
+        if lines and customer:
+            self.provider.final_invoice(customer, subscription_id, lines[0][2], [(a, d) for a, d, _ in lines],
+                                        f"final-{subscription_id}")
 
     def _split(self, conn: Any, tenant_id: str, period: Period, old: Plan, new: Plan, moment: datetime, counter: int,
                closed_by: str | None) -> None:
@@ -251,6 +291,9 @@ class Lifecycle:
         values.update(extra)
         if all(row[k] == v for k, v in values.items()):
             return False
+        if (self.provider.owns_billing and row["status"] == Status.ACTIVE.value and sub.status is not Status.ACTIVE
+                and row["provider_subscription"] and not row["offline"] and sub.anchor and sub.plan):
+            self._final_at_provider(conn, row, sub, now)
         notices.record(conn, sub.tenant_id, event_notices(self._stored(row), sub, now), now)
         emit(conn, sub.tenant_id, "subscription.updated", {"subscription": subscription_data(sub)}, now)
         values["updated_at"] = now
@@ -357,6 +400,7 @@ class Lifecycle:
         if when_ is not When.CUSTOM_DATE and on is not None:
             raise InvalidInput("A date goes only with when = 'custom_date'.")
         to_pay: tuple[str, int, str] | None = None
+        split: tuple[Period, Plan, int, list[InvoiceLine]] | None = None
         with self.db.write() as conn:
             sub, row = self._load_for_write(conn, tenant_id, now)
             if not sub.paid or sub.status is not Status.ACTIVE or sub.offline or row["provider"] is None:
@@ -372,22 +416,48 @@ class Lifecycle:
                                      "plan and subscribe to it when this one ends.")
             moment = effective_at(when_, now=now, period=period, custom=custom)
             if self.provider.owns_billing:
-                pass  # the provider changes it (below, outside this transaction); its answer is stored
+                # The provider changes it (below, outside this transaction); its answer is stored.
+                # An immediate change closes the running segment: its extras go on the change's invoice.
+                if when_ is When.IMMEDIATELY:
+                    counter = self.book.counter(conn, tenant_id, period)
+                    running = self.book.running(conn, tenant_id, period, sub.plan)
+                    lines = ledger.extras_lines([running.ended(now, counter)], target.price.currency) \
+                        if now > running.start else []
+                    split = (period, sub.plan, counter, lines)
             elif when_ is When.IMMEDIATELY:
                 to_pay = self._change_now(conn, row, sub, target, now)
             else:
                 self._save(conn, dataclasses.replace(sub, pending=PlanChange(target, moment)), now, row)
         if self.provider.owns_billing:
             sub_id = row["provider_subscription"]
+            items = self._extras_before_change(split, row) if split is not None else []
             try:
                 facts = (self.provider.change_now(sub_id, target) if when_ is When.IMMEDIATELY
                          else self.provider.change_later(sub_id, target, moment))
             except PaymentFailed:  # as the provider has it now (unchanged), whatever its webhooks say first
+                for item in items:
+                    self.provider.delete_item(item)
                 self._apply_subscription_facts(self.provider.subscription(sub_id), now)
                 raise
+            if split is not None:
+                with self.db.write() as conn:
+                    self._row(conn, tenant_id)
+                    period, old, counter, _ = split
+                    self._split(conn, tenant_id, period, old, target, now, counter,
+                                items[0] if items else ledger.NOTHING_BEYOND)
             self._apply_subscription_facts(facts, now)
         if to_pay is not None:
             self._pay_change(tenant_id, *to_pay, now)
+
+    def _extras_before_change(self, split: tuple[Period, Plan, int, list[InvoiceLine]],
+                              row: Mapping[str, Any]) -> list[str]:
+        """The running segment's extras as items the provider's change invoice takes along (Stripe)."""
+        period, old, counter, lines = split
+        assert old.price is not None
+        return [self.provider.pending_item(row["provider_customer"], row["provider_subscription"], line.amount,
+                                           old.price.currency, line.description,
+                                           f"extras-{row['provider_subscription']}-{period.start:%Y%m%d%H%M%S}-{counter}")
+                for line in lines]
 
     def _change_now(self, conn: Any, row: Mapping[str, Any], sub: Subscription, target: Plan,
                     now: datetime) -> tuple[str, int, str] | None:
@@ -633,25 +703,32 @@ class Lifecycle:
         self.run_commands(now)
 
     def _add_overage(self, draft: DraftRenewal, now: datetime) -> None:
-        """The sessions beyond the included ones in the period that ended, on its renewal invoice,
-        priced by the plan that period ran on."""
+        """The extras of the period that ended (its segments not closed yet, each priced by its
+        plan) on its renewal invoice while it is a draft; each line under its own idempotency key,
+        then the segments closed by that invoice (R8a)."""
         with self.db.read() as conn:
             sub, row = self._load(conn, draft.tenant_id, now)
             if sub.status is not Status.ACTIVE or sub.anchor is None or row["provider_subscription"] is None:
                 return
             ended = period_at(sub.anchor, draft.period_end - US)
-            # The plan that period ran on: as stored then (a change due at its end not yet in force),
-            # or the one before a change that has since been stored at or after its end.
+            # The plan that period began on, for a period whose segments were not kept: as stored
+            # then, or the one before a change that has since been stored at or after its end.
             plan = at(self._stored(row), ended.end - US).plan
             if row["previous_plan_id"] and row["plan_changed_at"] is not None and row["plan_changed_at"] >= ended.end:
                 plan = self.catalog.get(row["previous_plan_id"]) or plan
-            used = self._used(conn, draft.tenant_id, ended.key)
-        if plan is None or plan.overage_price is None:
-            return
-        extra = invoicing.overage_sessions(plan, used)
-        if extra:
-            self.provider.add_overage(draft, extra * plan.overage_price.amount,
-                                      f"{extra:,} sessions beyond the {plan.included_sessions:,} included")
+            if plan is None:
+                return
+            closing = ledger.closing(self.book.segments(conn, draft.tenant_id, ended, plan),
+                                     self.book.counter(conn, draft.tenant_id, ended))
+        for seg in closing:
+            line = ledger.extras_line(seg)
+            if line is not None:
+                self.provider.add_overage(draft, line.amount, line.description,
+                                          f"overage-{draft.invoice_id}-{seg.start:%Y%m%d%H%M%S%f}")
+        with self.db.write() as conn:
+            self._row(conn, draft.tenant_id)  # the subscription's lock orders the tenant's billing
+            for seg in closing:
+                self.book.close(conn, draft.tenant_id, seg, draft.invoice_id)
 
     def _mirror_invoice(self, conn: Any, m: InvoiceMirror, now: datetime) -> None:
         """The provider's invoice as it stands there, kept beside ours (Stripe's invoices)."""
@@ -692,9 +769,9 @@ class Lifecycle:
             extra = {"terms": None, "provider": self.provider.name, "provider_customer": ps.customer,
                      "provider_subscription": ps.id, "billed_until": first_end,
                      "previous_plan_id": None, "plan_changed_at": None}
-            if not self.provider.owns_billing:  # the first period's first segment (R8a)
-                self.book.put(conn, ps.tenant_id, ledger.opened(period_at(ps.started_at, ps.started_at), plan,
-                                                                ps.started_at, 0))
+            # The first period's first segment (R8a).
+            self.book.put(conn, ps.tenant_id, ledger.opened(period_at(ps.started_at, ps.started_at), plan,
+                                                            ps.started_at, 0))
             fi = ps.first_invoice
             if fi is not None:
                 line = InvoiceLine(f"{plan.name} plan, {ps.started_at.date().isoformat()} to "
@@ -702,7 +779,7 @@ class Lifecycle:
                 self._add_invoice(conn, ps.tenant_id, fi.id, "first", InvoiceDraft(fi.currency, (line,)),
                                   ps.started_at, first_end, ps.started_at, ps.id, to_charge=False, paid_at=fi.paid_at)
         if ps.owned:
-            sub, owned = self._owned_state(sub, ps, now, row)
+            sub, owned = self._owned_state(conn, sub, ps, now, row)
             extra.update(owned)
         elif sub.status is Status.ACTIVE and sub.anchor is not None:
             # Cancel subscription / resume, as the provider has it now (R11).
@@ -714,7 +791,7 @@ class Lifecycle:
                 sub = dataclasses.replace(sub, cancel_at=None)
         self._save(conn, sub, now, row, **extra)
 
-    def _owned_state(self, sub: Subscription, ps: ProviderSubscription, now: datetime,
+    def _owned_state(self, conn: Any, sub: Subscription, ps: ProviderSubscription, now: datetime,
                      row: Mapping[str, Any]) -> tuple[Subscription, dict[str, Any]]:
         """The provider's subscription (Stripe's) as ours: its plan, scheduled change, cancellation
         and end; our own derivations (grace, lapse) stay on top."""
@@ -723,6 +800,7 @@ class Lifecycle:
         extra: dict[str, Any] = {"billed_until": ps.period_end}
         plan = self.catalog.get(ps.plan_id)
         if plan is not None and sub.plan is not None and plan.id != sub.plan.id:
+            self._split_at_provider(conn, row, sub, plan, now)
             sub = dataclasses.replace(sub, plan=plan, custom_limit=kept_limit(sub.custom_limit, plan))
         pending = None
         if ps.pending is not None and ps.cancel_at is None:
@@ -737,6 +815,20 @@ class Lifecycle:
             sub = dataclasses.replace(sub, status=status, ended_at=ended, pending=None,
                                       cancel_at=ended if ps.ended_by_request else sub.cancel_at)
         return sub, extra
+
+    def _split_at_provider(self, conn: Any, row: Mapping[str, Any], sub: Subscription, plan: Plan,
+                           now: datetime) -> None:
+        """The provider put the subscription on `plan` (a schedule's phase came): the period's
+        segments split where the change was due, or now; the renewal closes both (R8a). A change
+        made here (immediate) split them already."""
+        assert sub.anchor is not None and sub.plan is not None
+        moment = row["pending_at"] if row["pending_plan_id"] == plan.id and row["pending_at"] is not None \
+            and row["pending_at"] <= now else now
+        period = period_at(sub.anchor, moment)
+        if self.book.running(conn, row["tenant_id"], period, sub.plan).plan.id == plan.id or moment == period.start:
+            return
+        self._split(conn, row["tenant_id"], period, sub.plan, plan, moment,
+                    self.book.counter(conn, row["tenant_id"], period), None)
 
     def _sync_invoice(self, conn: Any, tenant_id: str, invoice_id: str, paid_at: datetime | None,
                       first_failed_at: datetime | None, failures: int, now: datetime) -> None:
@@ -857,6 +949,8 @@ class Lifecycle:
                     self.provider.end_now(target)
                 elif kind == "expire_checkouts":
                     self.provider.expire_checkouts(tenant_id, target)
+                elif kind == "final_invoice":
+                    self._invoice_final_at_provider(tenant_id, target)
                 else:
                     raise ValueError(f"unknown provider command {kind!r}")
             except Exception as err:  # the provider is down or refused: kept for the next pass

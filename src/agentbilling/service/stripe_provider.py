@@ -157,11 +157,43 @@ class StripeProvider:
                 except stripe.InvalidRequestError as err:  # completed or expired meanwhile
                     log.info("stripe: checkout %s not expired: %s", session.id, err.user_message)
 
-    def add_overage(self, draft: DraftRenewal, amount: int, description: str) -> None:
+    def add_overage(self, draft: DraftRenewal, amount: int, description: str, key: str) -> None:
         self.client.v1.invoice_items.create(
             params={"customer": draft.customer, "invoice": draft.invoice_id, "amount": amount,
                     "currency": draft.currency, "description": description},
-            options={"idempotency_key": f"overage-{draft.invoice_id}"})
+            options={"idempotency_key": key})
+
+    def pending_item(self, customer: str, subscription_id: str, amount: int, currency: str, description: str,
+                     key: str) -> str:
+        """A charge that the subscription's next invoice (an update's proration invoice) takes along."""
+        return self.client.v1.invoice_items.create(
+            params={"customer": customer, "subscription": subscription_id, "amount": amount,
+                    "currency": currency.lower(), "description": description},
+            options={"idempotency_key": key}).id
+
+    def delete_item(self, item_id: str) -> None:
+        try:
+            self.client.v1.invoice_items.delete(item_id)
+        except stripe.InvalidRequestError as err:  # on an invoice already, or gone
+            log.info("stripe: invoice item %s not deleted: %s", item_id, err.user_message)
+
+    def final_invoice(self, customer: str, subscription_id: str, currency: str, lines: list[tuple[int, str]],
+                      key: str) -> None:
+        """The invoice of an ended subscription's last extras (R8a): its items, then one invoice of
+        them, finalized and charged; each step under an idempotency key, so it is made once."""
+        for i, (amount, description) in enumerate(lines):
+            self.pending_item(customer, subscription_id, amount, currency, description, f"{key}-item-{i}")
+        invoice = self.client.v1.invoices.create(
+            params={"customer": customer, "subscription": subscription_id, "currency": currency.lower(),
+                    "pending_invoice_items_behavior": "include", "metadata": {"agentbilling_kind": "final"}},
+            options={"idempotency_key": f"{key}-invoice"})
+        if invoice.status == "draft":
+            invoice = self.client.v1.invoices.finalize_invoice(invoice.id)
+        if invoice.status == "open":
+            try:
+                self.client.v1.invoices.pay(invoice.id)
+            except stripe.CardError as err:  # it stays open (owed); Stripe's webhooks say so
+                log.info("stripe: final invoice %s not paid: %s", invoice.id, err.user_message)
 
     def deliver_pending(self) -> int:
         return 0  # Stripe delivers its own events
@@ -271,7 +303,8 @@ class StripeProvider:
             end = _dt(data[0]["period"]["end"])  # the period that ended, and the one it pays for
         return InvoiceMirror(
             id=inv["id"], tenant_id=tenant_id, subscription=sub_id,
-            kind=KIND_OF_REASON.get(inv.get("billing_reason") or "", "other"),
+            kind=(inv.get("metadata") or {}).get("agentbilling_kind")
+            or KIND_OF_REASON.get(inv.get("billing_reason") or "", "other"),
             status=STATUS_OF_INVOICE.get(inv["status"], "open"), currency=inv["currency"].upper(), total=inv["total"],
             lines=[(x.get("description") or "", x.get("quantity") or 1, x["amount"]) for x in data],
             period_start=start, period_end=end, created_at=_dt(inv["created"]),
