@@ -172,3 +172,26 @@ def test_credit_has_a_currency(client, billing, acme):
     (renewal,) = [i for i in of_kind(client, acme, "renewal") if i["total"]["currency"] == "EUR"]
     assert renewal["total"]["amount"] == 900  # no USD credit on it
     assert view(client, acme)["credit_balances"] == [{"amount": 1000, "currency": "USD", "display": "$10.00"}]
+
+
+def portal_page(client, access) -> str:
+    url = client.post("/v1/billing/portal", headers=access.owner_headers).json()["url"]
+    r = client.get(url.replace(str(client.base_url), ""))
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def test_the_portal_shows_the_credit_per_currency_and_the_balance_due(client, acme):
+    subscribe(client, acme, "maxi")
+    advance(client, to="2026-02-14T09:00:00Z")
+    assert change_plan(client, acme, "mini", "immediately").status_code == 200  # ($30 - $10) x 14/28
+    page = portal_page(client, acme)
+    assert "Credit (USD)" in page and "$10.00" in page and "Balance due" not in page
+
+    add_card(client, "acme", CARD_CHARGES_FAIL)
+    advance(client, to=MAR_31)  # the renewal ($10.00 less the $10.00 credit) is paid; the next one fails
+    advance(client, to="2026-04-30T09:00:00Z")  # unpaid through its period: Expired, and owed
+    v = view(client, acme)
+    assert v["balance_due"]["display"] == "$10.00" and v["credit_balances"] == []
+    page = portal_page(client, acme)
+    assert "Balance due" in page and "$10.00" in page and "Credit (USD)" not in page
