@@ -138,6 +138,8 @@ class Lifecycle:
                 self._split_at_provider(conn, row, stored, stored.pending.plan, now)  # its phase came (R8a)
             return at(stored, now), {}
         tenant_id, sub, billed = row["tenant_id"], stored, row["billed_until"]
+        if ledger.next_step(sub, billed, now) is None:
+            return at(stored, now), {}  # up to date: nothing read, nothing written
         credits = before = self.book.credits(conn, tenant_id)
         while (step := ledger.next_step(sub, billed, now)) is not None:
             moment, kind = step
