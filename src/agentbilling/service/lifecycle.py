@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import and_, false, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from agentbilling.domain import invoicing, ledger
+from agentbilling.domain import ledger
 from agentbilling.domain.errors import BalanceDue, Conflict, CurrencyChange, InvalidInput, NotFound, PaymentFailed
 from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
 from agentbilling.domain.ledger import Step
