@@ -195,3 +195,33 @@ def test_the_portal_shows_the_credit_per_currency_and_the_balance_due(client, ac
     assert v["balance_due"]["display"] == "$10.00" and v["credit_balances"] == []
     page = portal_page(client, acme)
     assert "Balance due" in page and "$10.00" in page and "Credit (USD)" not in page
+
+
+def test_many_workers_at_once_close_each_period_once(client, billing):
+    """Six workers at a time, three rounds, after the period's end of a cancelled plan, a plan with a
+    change that came due mid-period and a plain one: one final invoice, one renewal each, and every
+    segment closed once with its extras billed once."""
+    from datetime import UTC, datetime
+
+    from tests.integration.test_worker import at_once
+
+    tenants = [setup_tenant(client, f"w{i}") for i in range(3)]
+    for access in tenants:
+        subscribe(client, access, "mini")
+        fill(client, access, "s", 3)
+    portal_action(client, "w0", "cancel")
+    assert change_plan(client, tenants[1], "maxi", "custom_date", "2026-02-14").status_code == 200
+    moment = datetime(2026, 2, 28, 9, 0, 1, tzinfo=UTC)
+    billing.test_clock.set(moment)  # time passed; no worker has run yet
+    for _ in range(3):
+        assert at_once(6, lambda: billing.lifecycle.run_due(moment)) == []
+    kinds = {a.id: sorted(i["kind"] for i in invoices(client, a)) for a in tenants}
+    assert kinds == {"w0": ["final", "first"], "w1": ["first", "proration", "renewal"], "w2": ["first", "renewal"]}
+    extras = {a.id: sum(x["amount"]["amount"] for i in invoices(client, a) for x in i["lines"]
+                        if "beyond" in x["description"]) for a in tenants}
+    # w1: Mini until Feb 14 00:00 (327 of 672 hours, so none included): 3 extras; Maxi after: none.
+    assert extras == {"w0": 100, "w1": 300, "w2": 100}
+    with billing.db.read() as conn:
+        rows = conn.execute(select(segments.c.tenant_id, segments.c.closed_by)
+                            .where(segments.c.period_start == datetime(2026, 1, 31, 9, tzinfo=UTC))).all()
+    assert sorted(t for t, _ in rows) == ["w0", "w1", "w1", "w2"] and all(c for _, c in rows)
