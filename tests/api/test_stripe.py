@@ -417,3 +417,33 @@ def test_a_stripe_renewal_prices_each_segment_of_the_period_by_its_plan(client, 
     renewal = next(i for i in invoices(client, acme) if i["kind"] == "renewal")
     extras = sorted(x["amount"]["amount"] for x in renewal["lines"] if "beyond" in x["description"])
     assert extras == [50, 300]
+
+
+def test_a_second_checkout_paid_in_a_race_at_stripe_is_ended_and_refunded(client, standin, billing, acme):
+    """Issue 12: both checkouts are paid at Stripe before either webhook arrives; one plan runs, the
+    other subscription is ended and what it was paid refunded, recorded as a credit note, once."""
+    first = checkout(client, acme, "mini").json()
+    second = checkout(client, acme, "maxi").json()
+    url = f"{client.base_url}/v1/webhooks/stripe"
+    seen = {e["id"] for e in standin.events()}
+    standin.set_webhook(None)  # both are paid before we hear of either
+    try:
+        standin.complete_checkout(first["id"], CARD_OK)
+        standin.complete_checkout(second["id"], CARD_OK)
+        held = [e["id"] for e in standin.events() if e["id"] not in seen]
+    finally:
+        standin.set_webhook(url, SECRET)
+    for event_id in held + held:  # and each delivered twice
+        assert standin.redeliver(event_id)["status"] == "delivered"
+    billing.run_due()
+    standin.wait_for_webhooks()
+    sdk = standin.client()
+    subs = sdk.v1.subscriptions.list(params={"customer": customer_of(billing, "acme"), "status": "all"}).data
+    assert sorted(s.status for s in subs) == ["active", "canceled"]
+    assert card(client, acme)["plan"]["id"] in ("mini", "maxi") and badges(client, acme) == ["Active subscription"]
+    ended = next(s for s in subs if s.status == "canceled")
+    (note,) = sdk.v1.credit_notes.list(params={"invoice": ended.latest_invoice}).data
+    paid = sdk.v1.invoices.retrieve(ended.latest_invoice).amount_paid
+    assert note.refund_amount == paid
+    refunds = [i for i in invoices(client, acme) if i["kind"] == "credit_note"]
+    assert [(i["total"]["amount"], i["status"]) for i in refunds] == [(-paid, "paid")]

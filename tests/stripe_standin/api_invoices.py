@@ -205,3 +205,40 @@ def delete_invoice_item(svc: Services, req: Request, item_id: str) -> dict[str, 
         st.emit("invoiceitem.deleted", item)
         item["deleted"] = True
         return {"id": item["id"], "object": "invoiceitem", "deleted": True}
+
+
+# credit notes (a refund of a paid invoice)
+
+@routes.route("POST", "/v1/credit_notes")
+def post_credit_note(svc: Services, req: Request) -> dict[str, Any]:
+    """A credit note on a paid invoice, refunded to the card (`refund_amount`); the stand-in plays
+    only the whole-amount form: `amount` or `refund_amount`, at most what is left to credit."""
+    st, p = svc.state, req.params
+    with st.lock:
+        inv = st.get(forms.req_str(p, "invoice"), "invoice", param="invoice")
+        now = st.now(inv)
+        if inv["status"] != "paid":
+            raise StripeError.invalid("The stand-in only credits paid invoices.", param="invoice")
+        amount = forms.opt_int(p, "refund_amount") or forms.opt_int(p, "amount") or 0
+        left = inv["amount_paid"] - inv.get("post_payment_credit_notes_amount", 0)
+        if not 0 < amount <= left:
+            raise StripeError.invalid(f"The credit note's amount must be between 1 and {left}.", param="amount")
+        inv["post_payment_credit_notes_amount"] = inv.get("post_payment_credit_notes_amount", 0) + amount
+        note = st.add({
+            "id": st.new_id("cn_"), "object": "credit_note", "amount": amount, "created": now,
+            "currency": inv["currency"], "customer": inv["customer"], "invoice": inv["id"],
+            "memo": forms.opt_str(p, "memo"), "reason": forms.opt_str(p, "reason"), "refund_amount": amount,
+            "status": "issued", "type": "post_payment", "metadata": forms.merge_metadata({}, p),
+            "_clock": inv["_clock"],
+        })
+        st.emit("credit_note.created", note)
+        return st.render(note, req.expand)
+
+
+@routes.route("GET", "/v1/credit_notes")
+def list_credit_notes(svc: Services, req: Request) -> dict[str, Any]:
+    st, p = svc.state, req.params
+    with st.lock:
+        found = st.all("credit_note", lambda n: forms.opt_str(p, "invoice") in (None, n["invoice"])
+                       and forms.opt_str(p, "customer") in (None, n["customer"]))
+        return st.list_of(found, p, "/v1/credit_notes")

@@ -209,6 +209,15 @@ class Lifecycle:
         if any(ledger.extras_line(seg) for seg in closing):
             self._command(conn, tenant_id, "final_invoice", ps, now)
 
+    def _refund_at_provider(self, tenant_id: str, subscription_id: str, now: datetime) -> None:
+        """Refund a subscription started in a race, each refund recorded as a credit note."""
+        for invoice_id, amount, currency in self.provider.refund_subscription(subscription_id):
+            line = InvoiceLine(f"Refund of {invoice_id}: a second subscription started while a plan ran", 1,
+                               -amount, -amount)
+            with self.db.write() as conn:
+                self._add_invoice(conn, tenant_id, f"cn_{invoice_id[-40:]}", "credit_note",
+                                  InvoiceDraft(currency, (line,)), now, now, now, subscription_id, to_charge=False)
+
     def _invoice_final_at_provider(self, tenant_id: str, subscription_id: str) -> None:
         marker = f"final:{subscription_id}"
         with self.db.read() as conn:
@@ -702,6 +711,7 @@ class Lifecycle:
                         ps.tenant_id, ps.id, current or "an offline plan")
             with self.db.write() as conn:
                 self._command(conn, ps.tenant_id, "end", ps.id, now)
+                self._command(conn, ps.tenant_id, "refund", ps.id, now)  # what it was paid goes back (R8a)
         self.run_commands(now)
 
     def _add_overage(self, draft: DraftRenewal, now: datetime) -> None:
@@ -953,6 +963,8 @@ class Lifecycle:
                     self.provider.expire_checkouts(tenant_id, target)
                 elif kind == "final_invoice":
                     self._invoice_final_at_provider(tenant_id, target)
+                elif kind == "refund":
+                    self._refund_at_provider(tenant_id, target, now)
                 else:
                     raise ValueError(f"unknown provider command {kind!r}")
             except Exception as err:  # the provider is down or refused: kept for the next pass

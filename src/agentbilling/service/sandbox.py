@@ -134,6 +134,11 @@ class SandboxProvider:
             conn.execute(update(sandbox_checkouts).where(sandbox_checkouts.c.tenant_id == tenant_id,
                                                          sandbox_checkouts.c.status == "open").values(status="expired"))
 
+    def refund_subscription(self, subscription_id: str) -> list[tuple[str, int, str]]:
+        """Nothing to refund: a second checkout of a tenant cannot be paid here (complete_checkout
+        locks the tenant's checkouts; the second finds itself expired)."""
+        return []
+
     def end_now(self, subscription_id: str) -> None:
         """Nothing to stop: the sandbox charges only what the service asks it to, and renews nothing."""
 

@@ -195,6 +195,22 @@ class StripeProvider:
             except stripe.CardError as err:  # it stays open (owed); Stripe's webhooks say so
                 log.info("stripe: final invoice %s not paid: %s", invoice.id, err.user_message)
 
+    def refund_subscription(self, subscription_id: str) -> list[tuple[str, int, str]]:
+        """Refund what a subscription that should not exist was paid (one started in a race beside
+        the running plan): a credit note refunded to the card for each paid invoice, once each
+        (idempotency keys). Returns (invoice, amount, currency) of each refund."""
+        refunded = []
+        for inv in self.client.v1.invoices.list(params={"subscription": subscription_id, "status": "paid"}).data:
+            left = inv.amount_paid - (inv.to_dict().get("post_payment_credit_notes_amount") or 0)
+            if left <= 0:
+                continue
+            self.client.v1.credit_notes.create(
+                params={"invoice": inv.id, "refund_amount": left, "reason": "duplicate",
+                        "memo": "A second subscription started in a race; the running plan is kept."},
+                options={"idempotency_key": f"refund-{inv.id}"})
+            refunded.append((inv.id, left, inv.currency.upper()))
+        return refunded
+
     def deliver_pending(self) -> int:
         return 0  # Stripe delivers its own events
 
