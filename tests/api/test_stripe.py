@@ -447,3 +447,30 @@ def test_a_second_checkout_paid_in_a_race_at_stripe_is_ended_and_refunded(client
     assert note.refund_amount == paid
     refunds = [i for i in invoices(client, acme) if i["kind"] == "credit_note"]
     assert [(i["total"]["amount"], i["status"]) for i in refunds] == [(-paid, "paid")]
+
+
+def test_debt_at_stripe_is_not_forgiven_at_lapse_and_a_new_checkout_does_not_start_clean(client, standin, billing,
+                                                                                        acme):
+    """Issue 12, finding 1 on Stripe: the renewal left unpaid stays open at Stripe and here; Subscribe
+    is a 409 balance-due until it is paid; a late payment (the hosted invoice page) is applied."""
+    subscribe(client, standin, acme, "mini")
+    customer = customer_of(billing, "acme")
+    standin.add_card(customer, CARD_CHARGES_FAIL)
+    advance(client, to=MAR_31)
+    standin.wait_for_webhooks()
+    assert badges(client, acme) == ["Expired subscription"]
+    renewals = sorted((i for i in invoices(client, acme) if i["kind"] == "renewal"), key=lambda i: i["created_at"])
+    renewal = renewals[0]
+    assert renewal["status"] == "open"
+    # Stripe's renewal at the lapse (for a period the plan never ran) is voided; the one before stays owed.
+    assert [i["status"] for i in renewals[1:]] == ["void"]
+    assert view(client, acme)["balance_due"]["amount"] == renewal["total"]["amount"]
+    assert_problem(checkout(client, acme, "mini"), 409, "balance-due")
+    sdk = standin.client()
+    standin.add_card(customer, CARD_OK)
+    if sdk.v1.invoices.retrieve(renewal["id"]).status == "open":  # Stripe does not retry a canceled plan's invoice
+        sdk.v1.invoices.pay(renewal["id"])
+    standin.wait_for_webhooks()
+    assert view(client, acme)["balance_due"] is None
+    subscribe(client, standin, acme, "mini")
+    assert badges(client, acme) == ["Active subscription"]

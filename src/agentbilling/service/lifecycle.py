@@ -985,11 +985,13 @@ class Lifecycle:
         stops charging; once (billed_until is cleared when done)."""
         c = subscriptions.c
         with self.db.read() as conn:
-            lapsed = conn.execute(select(c.tenant_id, c.provider_subscription).where(
+            lapsed = conn.execute(select(c.tenant_id, c.provider_subscription, c.ended_at).where(
                 c.status == Status.EXPIRED.value, c.provider == self.provider.name,
                 c.provider_subscription.is_not(None), c.billed_until.is_not(None))).all()
-        for tenant_id, provider_subscription in lapsed:
+        for tenant_id, provider_subscription, ended_at in lapsed:
             self.provider.end_now(provider_subscription)
+            if ended_at is not None:  # a renewal made at or after the lapse is for a period it never ran
+                self.provider.void_renewals_since(provider_subscription, ended_at)
             with self.db.write() as conn:
                 conn.execute(update(subscriptions).where(c.tenant_id == tenant_id).values(billed_until=None))
 

@@ -158,6 +158,9 @@ class PaymentProvider(Protocol):
     def end_now(self, subscription_id: str) -> None:
         """End a subscription at the provider at once (one started in a race, or one replaced)."""
 
+    def void_renewals_since(self, subscription_id: str, moment: datetime) -> None:
+        """A provider that renews by itself (Stripe): void its renewals of a plan that lapsed at `moment`."""
+
     def refund_subscription(self, subscription_id: str) -> list[tuple[str, int, str]]:
         """Refund what a subscription started in a race beside the running plan was paid; each
         refund once. Returns (invoice, amount, currency) of each."""

@@ -134,6 +134,9 @@ class SandboxProvider:
             conn.execute(update(sandbox_checkouts).where(sandbox_checkouts.c.tenant_id == tenant_id,
                                                          sandbox_checkouts.c.status == "open").values(status="expired"))
 
+    def void_renewals_since(self, subscription_id: str, moment: datetime) -> None:
+        """The sandbox renews nothing by itself."""
+
     def refund_subscription(self, subscription_id: str) -> list[tuple[str, int, str]]:
         """Nothing to refund: a second checkout of a tenant cannot be paid here (complete_checkout
         locks the tenant's checkouts; the second finds itself expired)."""

@@ -195,6 +195,20 @@ class StripeProvider:
             except stripe.CardError as err:  # it stays open (owed); Stripe's webhooks say so
                 log.info("stripe: final invoice %s not paid: %s", invoice.id, err.user_message)
 
+    def void_renewals_since(self, subscription_id: str, moment: datetime) -> None:
+        """Stripe renewed a plan that lapsed at `moment` (R10: nothing is renewed for a plan that
+        ended): that renewal is voided, a draft deleted. What was owed before stays open."""
+        for inv in self.client.v1.invoices.list(params={"subscription": subscription_id}).data:
+            if inv.billing_reason != "subscription_cycle" or inv.created < _ts(moment):
+                continue
+            try:
+                if inv.status == "draft":
+                    self.client.v1.invoices.delete(inv.id)
+                elif inv.status == "open":
+                    self.client.v1.invoices.void_invoice(inv.id)
+            except stripe.InvalidRequestError as err:  # paid or voided meanwhile
+                log.info("stripe: renewal %s not voided: %s", inv.id, err.user_message)
+
     def refund_subscription(self, subscription_id: str) -> list[tuple[str, int, str]]:
         """Refund what a subscription that should not exist was paid (one started in a race beside
         the running plan): a credit note refunded to the card for each paid invoice, once each
