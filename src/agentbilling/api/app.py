@@ -15,6 +15,7 @@ from sqlalchemy import text
 from agentbilling import __version__
 from agentbilling.api import billing, operator, portal, problems, runtime, web, web_forms, webhooks
 from agentbilling.api.fast_admission import FastAdmission
+from agentbilling.api.guards import RequestGuards
 from agentbilling.api.idempotency import IdempotencyMiddleware
 from agentbilling.service.facade import Billing, connect
 from agentbilling.settings import Settings
@@ -24,11 +25,12 @@ from agentbilling.storage import migrate
 def create_app(service: Billing | None = None, settings: Settings | None = None) -> FastAPI:
     """The app around a service; without one it connects (and migrates) at startup."""
     owned = service is None
+    config = settings or (service.settings if service is not None else Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.billing is None:
-            app.state.billing = connect(settings or Settings())
+            app.state.billing = connect(config)
         # PostgreSQL: the gate's asyncio connections (api/runtime.py), bound to this event loop.
         pool = app.state.gate_pool = app.state.billing.gate_pool()
         if pool is not None:
@@ -53,7 +55,9 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     problems.install(app)
     web.install(app)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(FastAdmission)  # outermost: the gate's requests skip the rest
+    app.add_middleware(FastAdmission)  # the gate's requests skip the rest
+    # Outermost: control characters in the URL and oversized bodies are refused before anything reads them.
+    app.add_middleware(RequestGuards, max_body_bytes=config.max_body_bytes)
     app.include_router(runtime.router)  # the hot path, matched first
     app.include_router(operator.router)
     app.include_router(billing.router)

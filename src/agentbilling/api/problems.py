@@ -17,7 +17,8 @@ MEDIA_TYPE = "application/problem+json"
 
 _TITLES = {
     400: "Bad request", 401: "Unauthorized", 402: "Payment required", 403: "Forbidden", 404: "Not found",
-    405: "Method not allowed", 409: "Conflict", 415: "Unsupported media type", 422: "Invalid request",
+    405: "Method not allowed", 409: "Conflict", 413: "Content too large", 415: "Unsupported media type",
+    422: "Invalid request",
     500: "Internal server error", 503: "Service unavailable",
 }
 

@@ -8,6 +8,7 @@ again with why and the status of the refusal; nothing is changed.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -113,9 +114,12 @@ def cancel_change(request: Request, billing: BillingDep, csrf: CsrfField = "") -
 
 # -- Session limit -----------------------------------------------------------------------------------
 
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")  # ASCII digits only: `²` and `①` are digits to str.isdigit
+
+
 def _limit_value(raw: str) -> object:
     text = raw.strip()
-    return int(text) if text.isdigit() else text  # anything else is refused by the rule's own check
+    return int(text) if _WHOLE_NUMBER.fullmatch(text) else text  # anything else is refused by the rule's own check
 
 
 @router.post("/billing/session-limit", summary="Set limit")

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -68,11 +69,16 @@ def _enum(kind: type, value: object, what: str):
         raise InvalidInput(f"{what} must be one of {allowed}, not {value!r}.") from None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # never in an id (PostgreSQL cannot even store a NUL)
+
+
 def _id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{what} must be a non-empty string.")
     if len(value) > 200:
         raise InvalidInput(f"{what} is longer than 200 characters.")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{what} must not contain control characters.")
     return value
 
 
@@ -97,6 +103,7 @@ class Billing:
             trial_sessions=settings.trial_sessions,
             billing_roles=settings.billing_roles,
             billing_enabled=settings.billing_enabled,
+            roles=settings.roles,
         )
         self.subscriptions = Subscriptions(db, catalog, self.metering)
         self.sandbox: SandboxProvider | None = None
