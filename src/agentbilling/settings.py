@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     billing_roles: Annotated[frozenset[str], NoDecode] = frozenset({"owner", "admin"})
     # Every role a user may have (the billing roles are always among them): any other is a 422.
-    roles: Annotated[frozenset[str], NoDecode] = frozenset({"owner", "admin", "member", "viewer"})
+    roles: Annotated[frozenset[str], NoDecode] = frozenset({"owner", "admin", "member", "viewer", "support"})
     token_ttl_seconds: int = Field(12 * 3600, gt=0)  # the API bearer token of a user
     login_link_seconds: int = Field(15 * 60, gt=0)  # a login link's single-use code
     session_ttl_seconds: int = Field(12 * 3600, gt=0)  # a Billing tab cookie session, from sign-in
