@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from typing import Annotated
 
@@ -81,14 +82,15 @@ def delete_user(tenant_id: str, user_id: str, billing: BillingDep) -> Response:
 
 
 @router.post("/tenants/{tenant_id}/users/{user_id}/tokens", status_code=201,
-             summary="A signed, expiring token for a user, and a login link that opens the Billing tab")
+             summary="A user's API bearer token, and a single-use login link that opens the Billing tab")
 def issue_token(tenant_id: str, user_id: str, request: Request, billing: BillingDep) -> dict[str, Any]:
     issued = billing.issue_token(tenant_id, user_id)
     base = billing.settings.public_url or str(request.base_url).rstrip("/")
     return {
-        "token": issued.token,
-        "login_url": f"{base}/billing/login?token={issued.token}",
+        "token": issued.token,  # the API bearer token
+        "login_url": f"{base}/billing/login?code={quote(issued.login_code, safe='')}",  # single-use, short-lived
         "expires_at": iso(issued.expires_at),
+        "login_url_expires_at": iso(issued.login_expires_at),
     }
 
 

@@ -12,6 +12,7 @@ from agentbilling.domain.subscription import Status
 from agentbilling.domain.trial import Trial
 from agentbilling.service.records import NewApiKey, Tenant, User
 from agentbilling.service.tokens import new_api_key, new_nonce
+from agentbilling.service.web_sessions import end_user_sessions
 from agentbilling.storage.db import Database
 from agentbilling.storage.tables import api_keys, subscriptions, tenants, users
 
@@ -119,14 +120,19 @@ class Accounts:
         changes = {k: v for k, v in {"email": email, "role": role}.items() if v is not None}
         if changes:
             with self.db.write() as conn:
-                stmt = update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(**changes)
-                if conn.execute(stmt).rowcount == 0:
+                where = (users.c.tenant_id == tenant_id, users.c.id == user_id)
+                before = conn.execute(select(users.c.role).where(*where)).one_or_none()
+                if before is None or conn.execute(update(users).where(*where).values(**changes)).rowcount == 0:
                     raise NotFound(f"No user {user_id!r} in tenant {tenant_id!r}.")
+                if role is not None and role != before.role:
+                    end_user_sessions(conn, tenant_id, user_id)  # a new role signs in anew
         return self.get_user(tenant_id, user_id)
 
     def delete_user(self, tenant_id: str, user_id: str) -> None:
-        """Removes the user; their tokens carry the old row's nonce and stop working at once."""
+        """Removes the user; their tokens carry the old row's nonce and stop working at once, and
+        their Billing tab sessions end."""
         with self.db.write() as conn:
             stmt = delete(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)
             if conn.execute(stmt).rowcount == 0:
                 raise NotFound(f"No user {user_id!r} in tenant {tenant_id!r}.")
+            end_user_sessions(conn, tenant_id, user_id)

@@ -53,6 +53,7 @@ from agentbilling.service.records import (
 )
 from agentbilling.service.subscriptions import Subscriptions
 from agentbilling.service.tokens import TokenSigner, hash_api_key
+from agentbilling.service.web_sessions import WebSessions
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database
@@ -106,6 +107,8 @@ class Billing:
             roles=settings.roles,
         )
         self.subscriptions = Subscriptions(db, catalog, self.metering)
+        self.web_sessions = WebSessions(db, code_seconds=settings.login_link_seconds,
+                                        session_seconds=settings.session_ttl_seconds)
         self.sandbox: SandboxProvider | None = None
         self.provider: PaymentProvider
         if settings.payment_provider == "stripe":
@@ -170,8 +173,41 @@ class Billing:
         self.accounts.delete_user(tenant_id, user_id)
 
     def issue_token(self, tenant_id: str, user_id: str) -> IssuedToken:
+        """The user's API bearer token, and a login link's single-use code: two credentials."""
         token, expires_at = self.tokens.issue(tenant_id, user_id, self.accounts.user_nonce(tenant_id, user_id))
-        return IssuedToken(token, expires_at)
+        code, code_expires_at = self.web_sessions.new_login_code(tenant_id, user_id)
+        return IssuedToken(token, expires_at, code, code_expires_at)
+
+    def login_code_user(self, code: str) -> User | None:
+        """Whose unused login code this is (without using it)."""
+        found = self.web_sessions.code_user(code)
+        return self._existing_user(*found) if found else None
+
+    def sign_in(self, code: str, replacing: str | None = None) -> tuple[str, User] | None:
+        """Uses a login code once: a new session's id and its user, or None. `replacing`, the
+        session the browser had, ends with it."""
+        opened = self.web_sessions.exchange(code, replacing)
+        if opened is None:
+            return None
+        user = self._existing_user(opened[1].tenant_id, opened[1].user_id)
+        if user is None:
+            self.web_sessions.end(opened[0])
+            return None
+        return opened[0], user
+
+    def user_for_session(self, session_id: str) -> User | None:
+        """The user of a live Billing tab session (the cookie's value), or None."""
+        session = self.web_sessions.session(session_id)
+        return self._existing_user(session.tenant_id, session.user_id) if session else None
+
+    def sign_out(self, session_id: str) -> None:
+        self.web_sessions.end(session_id)
+
+    def _existing_user(self, tenant_id: str, user_id: str) -> User | None:
+        try:
+            return self.accounts.get_user(tenant_id, user_id)
+        except NotFound:
+            return None
 
     def user_for_token(self, token: str) -> User | None:
         """The user a token was issued to, while it is unexpired and the user still exists."""
