@@ -63,7 +63,7 @@ def checkout(body: CheckoutIn, request: Request, user: BillingUser, billing: Bil
 
 @router.post("/portal", summary="Manage: the secure billing portal (payment methods, invoices, Cancel subscription)")
 def portal(request: Request, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
-    return {"url": billing.portal_url(user.tenant_id, base_url=base_url(request, billing))}
+    return {"url": billing.portal_url(user.tenant_id, base_url=base_url(request, billing), user_id=user.id)}
 
 
 @router.post("/plan-change", summary="Change plan: Immediately, End of the current period or On custom date")

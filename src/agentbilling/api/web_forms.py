@@ -65,7 +65,7 @@ def subscribe(request: Request, billing: BillingDep, plan_id: Text = "", csrf: C
 def manage(request: Request, billing: BillingDep, csrf: CsrfField = "") -> Response:
     user, _ = form_user(request, billing, csrf)
     try:
-        url = billing.portal_url(user.tenant_id, base_url=base_url(request, billing))
+        url = billing.portal_url(user.tenant_id, base_url=base_url(request, billing), user_id=user.id)
     except DomainError as err:
         return page(request, "billing_message.html", {"heading": "Manage", "message": err.detail, "back": True},
                     status_of(err))

@@ -35,7 +35,7 @@ from agentbilling.service.mailer import mailer_for
 from agentbilling.service.notices import NoticeBook
 from agentbilling.service.webhooks_out import Delivery, Endpoint, WebhooksOut
 from agentbilling.service.payments import Checkout, PaymentProvider
-from agentbilling.service.sandbox import SandboxProvider
+from agentbilling.service.sandbox import PORTAL_LINK_INVALID, SandboxProvider
 from agentbilling.service.stripe_provider import StripeProvider
 from agentbilling.service.records import (
     Admission,
@@ -408,9 +408,23 @@ class Billing:
         """A checkout for a plan in the secure billing portal; paying it starts the plan."""
         return self.lifecycle.checkout(tenant_id, plan_id, self.now(), base_url or self.public_url())
 
-    def portal_url(self, tenant_id: str, *, base_url: str | None = None) -> str:
-        """The secure billing portal (Manage): payment methods, invoices, Cancel subscription."""
-        return self.lifecycle.portal_url(tenant_id, self.now(), base_url or self.public_url())
+    def portal_url(self, tenant_id: str, *, base_url: str | None = None, user_id: str | None = None) -> str:
+        """The secure billing portal (Manage): payment methods, invoices, Cancel subscription. The
+        sandbox's link names the user it is for (`portal_tenant` re-checks them on every request)."""
+        base = base_url or self.public_url()
+        url = self.lifecycle.portal_url(tenant_id, self.now(), base)
+        if self.sandbox is not None and user_id is not None:
+            url = self.sandbox.user_portal_url(tenant_id, user_id, self.accounts.user_nonce(tenant_id, user_id), base)
+        return url
+
+    def portal_tenant(self, token: str) -> str:
+        """The tenant of a sandbox portal link, while the link is unexpired and its user still exists
+        (the same one: a deleted and re-added user has a new nonce) and has billing rights."""
+        tenant_id, user_id, nonce = self._sandbox().portal_claims(token)
+        user = self._existing_user(tenant_id, user_id)
+        if user is None or self.accounts.user_nonce(tenant_id, user_id) != nonce or not user.billing_visible:
+            raise NotFound(PORTAL_LINK_INVALID)
+        return tenant_id
 
     def change_plan(self, tenant_id: str, plan_id: str, when: str, date: str | None = None) -> BillingView:
         """Switch plans Immediately (prorated), at the End of the current period, or On custom date (R8)."""
