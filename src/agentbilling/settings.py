@@ -58,6 +58,14 @@ class Settings(BaseSettings):
             return frozenset(r.strip() for r in value.split(",") if r.strip())
         return value
 
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _one_directive(cls, value: str) -> str:
+        # Origins and keywords only: a `;` or a line break would smuggle another CSP directive in.
+        if not value.strip() or any(c in value for c in ";,\r\n") or not value.isprintable():
+            raise ValueError("frame_ancestors: space-separated origins or keywords such as 'none' or 'self'")
+        return value.strip()
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:

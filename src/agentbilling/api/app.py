@@ -13,9 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from agentbilling import __version__
-from agentbilling.api import billing, operator, portal, problems, runtime, web, web_forms, webhooks
+from agentbilling.api import billing, docs, operator, portal, problems, runtime, web, web_forms, webhooks
 from agentbilling.api.fast_admission import FastAdmission
 from agentbilling.api.guards import RequestGuards
+from agentbilling.api.headers import SecurityHeaders
 from agentbilling.api.idempotency import IdempotencyMiddleware
 from agentbilling.service.facade import Billing, connect
 from agentbilling.settings import Settings
@@ -49,6 +50,8 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
         version=__version__,
         summary="Admission gate, billable sessions, trials and subscriptions for an AI-agent platform.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the swagger-ui-bundle package: /docs works offline
+        redoc_url=None,
     )
     app.state.billing = service
     app.state.gate_pool = None
@@ -58,6 +61,8 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     app.add_middleware(FastAdmission)  # the gate's requests skip the rest
     # Outermost: control characters in the URL and oversized bodies are refused before anything reads them.
     app.add_middleware(RequestGuards, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(SecurityHeaders, frame_ancestors=config.frame_ancestors,
+                       https=(config.public_url or "").startswith("https://"))  # on every answer, refusals too
     app.include_router(runtime.router)  # the hot path, matched first
     app.include_router(operator.router)
     app.include_router(billing.router)
@@ -65,6 +70,7 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     app.include_router(web_forms.router)
     app.mount("/billing/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="billing-static")
     app.include_router(portal.router)
+    docs.install(app)
     app.include_router(webhooks.router)
 
     @app.get("/livez", tags=["health"], summary="The process is up (no I/O)")
