@@ -129,7 +129,7 @@ class Billing:
         self.notices = NoticeBook(db, catalog, claim=claim, billing_enabled=settings.billing_enabled)
         self.mailer = mailer_for(settings.smtp_url, settings.outbox_dir or _default_outbox(settings.database_url))
         self.wall_clock: Clock = SystemClock()  # delivery's own time: claims and retries, not business time
-        self.webhooks = WebhooksOut(db, claim=claim)
+        self.webhooks = WebhooksOut(db, claim=claim, allow_private=settings.webhook_allow_private)
 
     def now(self) -> datetime:
         return self.clock.now()
