@@ -183,6 +183,8 @@ class SandboxProvider:
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
             raise WebhookRejected("not an event")
         data = event.get("data") or {}
+        if not isinstance(data, dict):
+            raise WebhookRejected("an event whose data is not an object")
         return Notification(id=event["id"], type=event["type"], tenant_id=data.get("tenant_id"),
                             subscription=data.get("subscription"), invoice=data.get("invoice"), raw=event)
 
