@@ -18,6 +18,7 @@ from agentbilling.api.fast_admission import FastAdmission
 from agentbilling.api.guards import RequestGuards
 from agentbilling.api.headers import SecurityHeaders
 from agentbilling.api.idempotency import IdempotencyMiddleware
+from agentbilling.api.responses import StatusOut
 from agentbilling.service.facade import Billing, connect
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
@@ -73,11 +74,12 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     docs.install(app)
     app.include_router(webhooks.router)
 
-    @app.get("/livez", tags=["health"], summary="The process is up (no I/O)")
+    @app.get("/livez", tags=["health"], response_model=StatusOut, summary="The process is up (no I/O)")
     async def livez() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="The database answers and is migrated")
+    @app.get("/readyz", tags=["health"], response_model=StatusOut,
+             summary="The database answers and is migrated")
     def readyz(request: Request) -> Any:
         svc: Billing = request.app.state.billing
         try:
