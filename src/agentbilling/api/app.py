@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from agentbilling import __version__
-from agentbilling.api import billing, docs, operator, portal, problems, runtime, web, web_forms, webhooks
+from agentbilling.api import billing, contract, docs, operator, portal, problems, runtime, web, web_forms, webhooks
 from agentbilling.api.fast_admission import FastAdmission
 from agentbilling.api.guards import RequestGuards
 from agentbilling.api.headers import SecurityHeaders
@@ -72,6 +72,7 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     app.mount("/billing/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="billing-static")
     app.include_router(portal.router)
     docs.install(app)
+    contract.install(app)
     app.include_router(webhooks.router)
 
     @app.get("/livez", tags=["health"], response_model=StatusOut, summary="The process is up (no I/O)")
