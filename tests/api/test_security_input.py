@@ -163,3 +163,15 @@ def test_finding_12_a_chunked_body_over_the_limit_is_413(client):
 def test_finding_12_a_body_under_the_limit_still_works(client):
     acme = setup_tenant(client)
     assert open_session(client, acme, "s-1").status_code == 201
+
+
+def test_finding_1_a_value_the_database_cannot_hold_is_422_not_500(app, client, billing, monkeypatch):
+    """Should a value get past validation, the database's refusal is the caller's fault: a 422."""
+    from sqlalchemy.exc import DataError
+
+    def refuses(*args, **kwargs):
+        raise DataError("INSERT ...", {}, ValueError("PostgreSQL text fields cannot contain NUL (0x00) bytes"))
+
+    monkeypatch.setattr(billing, "create_tenant", refuses)
+    r = client.post("/v1/tenants", json={"id": "t3", "name": "T", "billing_email": "b@t.test"}, headers=OP)
+    assert_problem(r, 422, "invalid-request")

@@ -51,7 +51,7 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
         version=__version__,
         summary="Admission gate, billable sessions, trials and subscriptions for an AI-agent platform.",
         lifespan=lifespan,
-        docs_url=None,  # served below from the swagger-ui-bundle package: /docs works offline
+        docs_url=None,  # served by api/docs.py from the swagger-ui-py package: /docs works offline
         redoc_url=None,
     )
     app.state.billing = service

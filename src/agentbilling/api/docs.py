@@ -1,12 +1,13 @@
-"""/docs: Swagger UI from the swagger-ui-bundle package (no CDN: it works offline), started by a static
-script of ours so the page needs no inline script under the CSP."""
+"""/docs: Swagger UI 5 (OpenAPI 3.1) from the swagger-ui-py package's assets (no CDN: it works
+offline), started by a static script of ours so the page needs no inline script under the CSP."""
 
 from __future__ import annotations
+
+from importlib.resources import files
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -25,7 +26,8 @@ PAGE = """<!doctype html>
 
 
 def install(app: FastAPI) -> None:
-    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+    assets = files("swagger_ui") / "static"  # the package's Swagger UI build; only its files are used
+    app.mount("/docs/static", StaticFiles(directory=str(assets)), name="docs-static")
     page = PAGE.format(title=app.title, openapi_url=app.openapi_url)
 
     @app.get("/docs", include_in_schema=False)

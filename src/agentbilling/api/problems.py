@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentbilling.domain.errors import CardDeclined, Conflict, DomainError, InvalidInput, NotFound
@@ -74,6 +75,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         return from_domain(exc).response(request.url.path)
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold (validation should have caught it first): the caller's
+        # fault, so a 422, not a 500 with a traceback in the log.
+        return Problem(422, "invalid-request", "A value in the request cannot be stored.").response(
+            request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
