@@ -166,3 +166,19 @@ def test_finding_4_ones_own_new_link_while_signed_in_just_signs_in_again(client)
     old = sign_in(client)
     new = sign_in(client)
     assert new != old and signed_in_works(client, new) and not signed_in_works(client, old)
+
+
+def test_finding_3_spent_codes_and_ended_sessions_are_purged_a_day_later(client, billing):
+    setup_tenant(client)
+    session_id = sign_in(client)
+    live = sign_in(client)  # ends the first one
+    assert not signed_in_works(client, session_id) and signed_in_works(client, live)
+    assert billing.web_sessions.purge() == 0  # nothing a day old yet
+    day_ago = datetime.now(UTC) - timedelta(days=1, seconds=1)
+    with billing.db.write() as conn:
+        conn.execute(update(login_codes).values(expires_at=day_ago))
+        conn.execute(update(web_sessions).where(web_sessions.c.revoked_at.is_not(None)).values(revoked_at=day_ago))
+    assert billing.web_sessions.purge() >= 3  # every code, and the ended session
+    with billing.db.read() as conn:
+        assert conn.execute(select(web_sessions.c.user_id)).all() == [("u-owner",)]
+    assert signed_in_works(client, live)

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from agentbilling.storage.db import Database
 from agentbilling.storage.tables import login_codes, web_sessions
@@ -116,6 +116,16 @@ class WebSessions:
             with self.db.write() as conn:
                 conn.execute(update(web_sessions).where(*where).values(last_seen_at=now))
         return WebSession(tenant_id, row.user_id, row.expires_at)
+
+    def purge(self, keep: timedelta = timedelta(days=1)) -> int:
+        """Deletes codes and sessions that expired (or ended) more than `keep` ago: rows that can
+        never open anything again. How many went."""
+        before = self.now() - keep
+        with self.db.write() as conn:
+            codes = conn.execute(delete(login_codes).where(login_codes.c.expires_at < before)).rowcount
+            sessions = conn.execute(delete(web_sessions).where(
+                (web_sessions.c.expires_at < before) | (web_sessions.c.revoked_at < before))).rowcount
+        return codes + sessions
 
     def end(self, session_id: str) -> None:
         with self.db.write() as conn:
