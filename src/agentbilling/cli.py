@@ -30,6 +30,18 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+MIN_SECRET_KEY = 32  # characters: the key signs API tokens, portal links and CSRF tokens
+
+
+def _check_secret_key(settings: Settings) -> None:
+    """A short secret key can be guessed and every link it signs forged: refuse to start. Unset is
+    allowed for trying it out (a random key, with a warning, that a restart forgets)."""
+    if settings.secret_key is not None and len(settings.secret_key) < MIN_SECRET_KEY:
+        typer.secho(f"AGENTBILLING_SECRET_KEY is too short: it must be at least {MIN_SECRET_KEY} characters "
+                    f"(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))').", fg="red", err=True)
+        raise typer.Exit(2)
+
+
 def _connect(settings: Settings):
     from agentbilling.service.facade import connect
 
@@ -63,6 +75,7 @@ def serve(
     """Migrate the database, then serve the API, the Billing tab and (unless --no-worker) a worker."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
+    _check_secret_key(settings)
     if not settings.public_url:
         settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
     typer.echo(f"agentbilling: database {make_url(settings.database_url).render_as_string()}")

@@ -29,7 +29,14 @@ class Settings(BaseSettings):
     public_url: str | None = None
     secret_key: str | None = None
     billing_roles: Annotated[frozenset[str], NoDecode] = frozenset({"owner", "admin"})
-    token_ttl_seconds: int = Field(12 * 3600, gt=0)
+    # Every role a user may have (the billing roles are always among them): any other is a 422.
+    roles: Annotated[frozenset[str], NoDecode] = frozenset({"owner", "admin", "member", "viewer", "support"})
+    token_ttl_seconds: int = Field(12 * 3600, gt=0)  # the API bearer token of a user
+    login_link_seconds: int = Field(15 * 60, gt=0)  # a login link's single-use code
+    session_ttl_seconds: int = Field(12 * 3600, gt=0)  # a Billing tab cookie session, from sign-in
+    max_body_bytes: int = Field(1024 * 1024, gt=0)  # larger request bodies are a 413, unread
+    frame_ancestors: str = "'none'"  # CSP frame-ancestors of every page: the origins that may embed them
+    webhook_allow_private: bool = False  # webhook endpoints on loopback/private/link-local addresses
     # SQLite durability: NORMAL in WAL mode survives a crash of the process; FULL also a power cut.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
     # PostgreSQL durability of the service's commits: None keeps the server's own setting (normally
@@ -44,12 +51,20 @@ class Settings(BaseSettings):
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None
 
-    @field_validator("billing_roles", mode="before")
+    @field_validator("billing_roles", "roles", mode="before")
     @classmethod
     def _split_roles(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(r.strip() for r in value.split(",") if r.strip())
         return value
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _one_directive(cls, value: str) -> str:
+        # Origins and keywords only: a `;` or a line break would smuggle another CSP directive in.
+        if not value.strip() or any(c in value for c in ";,\r\n") or not value.isprintable():
+            raise ValueError("frame_ancestors: space-separated origins or keywords such as 'none' or 'self'")
+        return value.strip()
 
     @field_validator("public_url")
     @classmethod

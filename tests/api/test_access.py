@@ -195,9 +195,12 @@ def test_an_expired_token_is_401(client, billing):
     assert client.get("/v1/billing", headers={"Authorization": f"Bearer {fresh}"}).status_code == 200
     expired = _forge(TEST_SECRET, ["acme", "u-owner", nonce], age_seconds=ttl + 60)
     assert_problem(client.get("/v1/billing", headers={"Authorization": f"Bearer {expired}"}), 401)
-    r = client.get(f"/billing/login?token={expired}", follow_redirects=False)
-    assert_page(r, 401, "invalid or has expired")
+    # A bearer token is not a login code (nor a session id): the tab opens with neither.
+    r = client.get(f"/billing/login?code={fresh}", follow_redirects=False)
+    assert_page(r, 401, "invalid, has expired or was already used")
     assert "set-cookie" not in r.headers
+    client.cookies.set("agentbilling_session", fresh)
+    assert_page(client.get("/billing"), 401)
 
 
 def test_a_token_of_one_tenants_user_only_ever_shows_that_tenant(client):

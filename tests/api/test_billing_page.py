@@ -19,6 +19,17 @@ def _login(client, tenant_id: str = "acme", user_id: str = "u-owner") -> None:
     assert r.status_code == 303 and r.headers["location"] == "/billing"
 
 
+def _switch(client, tenant_id: str = "acme", user_id: str = "u-owner") -> None:
+    """Open another user's login link while signed in: a page asks first, its button switches."""
+    link = urlsplit(client.post(f"/v1/tenants/{tenant_id}/users/{user_id}/tokens",
+                                headers=operator_headers()).json()["login_url"])
+    r = client.get(f"{link.path}?{link.query}", follow_redirects=False)
+    assert r.status_code == 200 and "Switch account?" in r.text
+    fields = dict(re.findall(r'name="(code|csrf)" value="([^"]+)"', r.text))
+    r = client.post("/billing/login", data=fields, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/billing"
+
+
 def test_the_trial_card_plans_and_sessions_render_with_the_help_pages_labels(client):
     acme = setup_tenant(client)
     assert open_session(client, acme, "conv-1").status_code == 201
@@ -87,7 +98,7 @@ def test_a_csrf_token_is_bound_to_its_session(client):
     _login(client)
     old = _csrf(client)
     add_user(client, "acme", "u-admin", "admin")
-    _login(client, user_id="u-admin")  # another session: another token
+    _switch(client, user_id="u-admin")  # another session: another CSRF token
     r = client.post("/billing/session-limit", data={"limit": "10", "csrf": old}, follow_redirects=False)
     assert_page(r, 403)
     r = client.post("/billing/session-limit", data={"limit": "10", "csrf": _csrf(client)}, follow_redirects=False)
@@ -112,10 +123,14 @@ def test_without_billing_rights_no_page_or_form_of_the_tab_exists(client, billin
     _login(client)
     csrf = _csrf(client)
     client.patch("/v1/tenants/acme/users/u-owner", json={"role": role}, headers=operator_headers())
+    # The role change ended the session at once; a new login link of theirs opens nothing either.
     for path in PAGES:
-        assert_page(client.get(path), 404, "Not found")
+        assert_page(client.get(path), 401)
     for path, fields in FORMS:
-        assert_page(client.post(path, data={**fields, "csrf": csrf}, follow_redirects=False), 404)
+        assert_page(client.post(path, data={**fields, "csrf": csrf}, follow_redirects=False), 401)
+    link = urlsplit(client.post("/v1/tenants/acme/users/u-owner/tokens", headers=operator_headers())
+                    .json()["login_url"])
+    assert_page(client.get(f"{link.path}?{link.query}", follow_redirects=False), 404, "Not found")
 
 
 def test_with_billing_off_the_tab_says_so_and_its_forms_do_nothing(client, billing):

@@ -153,11 +153,14 @@ def test_a_token_comes_with_an_absolute_login_url_and_a_wall_clock_expiry(client
     r = client.post("/v1/tenants/acme/users/u1/tokens", headers=OP)
     assert r.status_code == 201
     body = r.json()
-    assert set(body) == {"token", "login_url", "expires_at"}
+    assert set(body) == {"token", "login_url", "expires_at", "login_url_expires_at"}
     url = urlsplit(body["login_url"])
     assert url.scheme in ("http", "https") and url.netloc, body["login_url"]
     assert url.path == "/billing/login"
-    assert parse_qs(url.query)["token"] == [body["token"]]
+    # The link carries a single-use code, not the API token: two different credentials.
+    assert parse_qs(url.query)["code"] != [body["token"]] and "token" not in parse_qs(url.query)
+    link_expires = datetime.fromisoformat(body["login_url_expires_at"].replace("Z", "+00:00"))
+    assert before + timedelta(minutes=14) <= link_expires <= datetime.now(UTC) + timedelta(minutes=15)
     # Security time follows the wall clock (not the test clock, which stands at 2026-01-31).
     expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
     assert expires.tzinfo is not None
@@ -193,8 +196,8 @@ def public_client(settings, clock) -> Iterator[TestClient]:
 def test_the_login_url_is_built_from_the_public_url(public_client):
     setup_tenant(public_client)
     body = public_client.post("/v1/tenants/acme/users/u-owner/tokens", headers=OP).json()
-    assert body["login_url"] == f"https://billing.example.com/billing/login?token={body['token']}"
-    r = public_client.get(f"/billing/login?token={body['token']}", follow_redirects=False)
+    assert body["login_url"].startswith("https://billing.example.com/billing/login?code=")
+    r = public_client.get(body["login_url"], follow_redirects=False)
     assert r.status_code == 303
     assert "secure" in [part.strip().lower() for part in r.headers["set-cookie"].split(";")]
 

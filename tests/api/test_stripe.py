@@ -474,3 +474,46 @@ def test_debt_at_stripe_is_not_forgiven_at_lapse_and_a_new_checkout_does_not_sta
     assert view(client, acme)["balance_due"] is None
     subscribe(client, standin, acme, "mini")
     assert badges(client, acme) == ["Active subscription"]
+
+
+# -- issue 14, finding 10 ------------------------------------------------------------------------
+
+def test_finding_10_a_stripe_event_signed_ten_minutes_ahead_is_refused(client, standin, acme):
+    import json as _json
+    import time as _time
+
+    from tests.stripe_standin.webhooks import sign
+
+    co = checkout(client, acme, "mini").json()
+    standin.set_webhook(None)
+    standin.complete_checkout(co["id"], CARD_OK)
+    body = _json.dumps(standin.events("checkout.session.completed")[0])
+    for ahead in (600, 301):
+        header = sign(body, SECRET, int(_time.time()) + ahead)
+        assert_problem(client.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": header}),
+                       400, "invalid-signature")
+    assert card(client, acme)["badge"] == "Trial subscription"
+    header = sign(body, SECRET, int(_time.time()) + 60)  # within the tolerance: a clock a minute fast
+    assert client.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": header}).json() == {
+        "status": "applied"}
+
+
+@pytest.mark.parametrize("event", [
+    {"id": "evt_1", "type": "invoice.paid"},
+    {"id": "evt_2", "type": "invoice.paid", "data": {}},
+    {"id": "evt_3", "type": "invoice.paid", "data": {"object": None}},
+    {"id": "evt_4", "type": "invoice.paid", "data": {"object": "in_1"}},
+    {"id": "evt_5", "type": "invoice.paid", "data": []},
+    {"id": "evt_6", "data": {"object": {}}},
+    {"type": "invoice.paid", "data": {"object": {}}},
+    {"id": "evt_8", "type": "invoice.paid", "data": {"object": {"metadata": "x"}}},
+    ["not", "an", "event"],
+])
+def test_finding_10_a_malformed_signed_stripe_event_is_400(client, standin, acme, event):
+    import json as _json
+
+    from tests.stripe_standin.webhooks import sign
+
+    body = _json.dumps(event)
+    r = client.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body, SECRET)})
+    assert_problem(r, 400, "invalid-signature")

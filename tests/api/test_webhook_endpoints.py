@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from agentbilling.service import clocks
+from agentbilling.settings import Settings
 from tests.api.support import assert_problem
 from tests.conftest import operator_headers
 from tests.helpers import open_session, setup_tenant
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """These tests deliver to endpoints on this machine: AGENTBILLING_WEBHOOK_ALLOW_PRIVATE=1."""
+    return Settings(**{**settings.model_dump(), "webhook_allow_private": True})
 
 
 def test_register_list_log_and_remove(client):

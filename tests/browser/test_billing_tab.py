@@ -145,7 +145,8 @@ def test_a_refused_limit_says_why_and_changes_nothing(site, page):
     limit_card.get_by_role("button", name="Set limit").click()
     expect(limit_card.get_by_role("alert")).to_have_text("The session limit must be greater than zero.")
     expect(limit_card.get_by_label("Session limit")).to_have_attribute("aria-invalid", "true")
-    r = site.api.get("/v1/billing", headers={"Authorization": f"Bearer {site.login_url().split('token=')[1]}"})
+    token = site.api.post("/v1/tenants/acme/users/u-owner/tokens", headers=operator_headers()).json()["token"]
+    r = site.api.get("/v1/billing", headers={"Authorization": f"Bearer {token}"})
     assert r.json()["session_limit"]["limit"] == 1000
 
 

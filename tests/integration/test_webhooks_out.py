@@ -56,6 +56,12 @@ class Receiver:
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """These tests deliver to endpoints on this machine: AGENTBILLING_WEBHOOK_ALLOW_PRIVATE=1."""
+    return Settings(**{**settings.model_dump(), "webhook_allow_private": True})
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r

@@ -13,9 +13,12 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from agentbilling import __version__
-from agentbilling.api import billing, operator, portal, problems, runtime, web, web_forms, webhooks
+from agentbilling.api import billing, contract, docs, operator, portal, problems, runtime, web, web_forms, webhooks
 from agentbilling.api.fast_admission import FastAdmission
+from agentbilling.api.guards import RequestGuards
+from agentbilling.api.headers import SecurityHeaders
 from agentbilling.api.idempotency import IdempotencyMiddleware
+from agentbilling.api.responses import StatusOut
 from agentbilling.service.facade import Billing, connect
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
@@ -24,11 +27,12 @@ from agentbilling.storage import migrate
 def create_app(service: Billing | None = None, settings: Settings | None = None) -> FastAPI:
     """The app around a service; without one it connects (and migrates) at startup."""
     owned = service is None
+    config = settings or (service.settings if service is not None else Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.billing is None:
-            app.state.billing = connect(settings or Settings())
+            app.state.billing = connect(config)
         # PostgreSQL: the gate's asyncio connections (api/runtime.py), bound to this event loop.
         pool = app.state.gate_pool = app.state.billing.gate_pool()
         if pool is not None:
@@ -47,13 +51,19 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
         version=__version__,
         summary="Admission gate, billable sessions, trials and subscriptions for an AI-agent platform.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py from the swagger-ui-py package: /docs works offline
+        redoc_url=None,
     )
     app.state.billing = service
     app.state.gate_pool = None
     problems.install(app)
     web.install(app)
     app.add_middleware(IdempotencyMiddleware)
-    app.add_middleware(FastAdmission)  # outermost: the gate's requests skip the rest
+    app.add_middleware(FastAdmission)  # the gate's requests skip the rest
+    # Outermost: control characters in the URL and oversized bodies are refused before anything reads them.
+    app.add_middleware(RequestGuards, max_body_bytes=config.max_body_bytes)
+    app.add_middleware(SecurityHeaders, frame_ancestors=config.frame_ancestors,
+                       https=(config.public_url or "").startswith("https://"))  # on every answer, refusals too
     app.include_router(runtime.router)  # the hot path, matched first
     app.include_router(operator.router)
     app.include_router(billing.router)
@@ -61,13 +71,16 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     app.include_router(web_forms.router)
     app.mount("/billing/static", StaticFiles(directory=Path(web.__file__).with_name("static")), name="billing-static")
     app.include_router(portal.router)
+    docs.install(app)
+    contract.install(app)
     app.include_router(webhooks.router)
 
-    @app.get("/livez", tags=["health"], summary="The process is up (no I/O)")
+    @app.get("/livez", tags=["health"], response_model=StatusOut, summary="The process is up (no I/O)")
     async def livez() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"], summary="The database answers and is migrated")
+    @app.get("/readyz", tags=["health"], response_model=StatusOut,
+             summary="The database answers and is migrated")
     def readyz(request: Request) -> Any:
         svc: Billing = request.app.state.billing
         try:

@@ -66,9 +66,9 @@ def tenant_from_key(request: Request, billing: BillingDep) -> str:
     return tenant_id
 
 
-def csrf_token(billing: Billing, session_token: str) -> str:
+def csrf_token(billing: Billing, session_id: str) -> str:
     """The CSRF token of a cookie session: bound to it, so it is worth nothing with another one."""
-    return hmac.new(billing.secret.encode(), b"billing-tab-csrf:" + session_token.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(billing.secret.encode(), b"billing-tab-csrf:" + session_id.encode(), hashlib.sha256).hexdigest()
 
 
 def csrf_ok(billing: Billing, session_token: str, given: str | None) -> bool:
@@ -83,9 +83,11 @@ def billing_user(request: Request, billing: BillingDep) -> User:
     """
     token = bearer(request)
     from_cookie = token is None
-    if from_cookie:
+    if from_cookie:  # the cookie holds a session id, never a bearer token: two different credentials
         token = request.cookies.get(SESSION_COOKIE)
-    user = billing.user_for_token(token) if token else None
+        user = billing.user_for_session(token) if token else None
+    else:
+        user = billing.user_for_token(token) if token else None
     if user is None or token is None:
         raise _unauthorized("A valid user token is required (Authorization: Bearer <token>).")
     if not billing.settings.billing_enabled:

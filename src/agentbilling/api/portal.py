@@ -119,7 +119,7 @@ def _home(request: Request, billing: Billing, token: str, tenant_id: str, *, cur
 @router.get("/sandbox/portal/{token}", response_class=HTMLResponse, summary="The portal: payment method, invoices")
 def portal_home(token: str, request: Request, billing: BillingDep, cursor: str | None = None) -> Response:
     try:
-        tenant_id = _provider(billing).portal_tenant(token)
+        tenant_id = billing.portal_tenant(token)
     except NotFound as err:
         return _error_page(request, 404, err.detail)
     return _home(request, billing, token, tenant_id, cursor=cursor)
@@ -128,7 +128,7 @@ def portal_home(token: str, request: Request, billing: BillingDep, cursor: str |
 def _portal_post(request: Request, billing: Billing, token: str, csrf: str, act: Callable[[str], None]) -> Response:
     """A portal form: check its CSRF token, do it, back to the portal; a refusal shows the portal with why."""
     try:
-        tenant_id = _provider(billing).portal_tenant(token)
+        tenant_id = billing.portal_tenant(token)
     except NotFound as err:
         return _error_page(request, 404, err.detail)
     if not _csrf_ok(billing, token, csrf):
@@ -168,7 +168,7 @@ def resume(token: str, request: Request, billing: BillingDep, csrf: CsrfField = 
             summary="A printable invoice")
 def invoice_page(token: str, invoice_id: str, request: Request, billing: BillingDep) -> Response:
     try:
-        invoice = billing.invoice(_provider(billing).portal_tenant(token), invoice_id)
+        invoice = billing.invoice(billing.portal_tenant(token), invoice_id)
     except NotFound as err:
         return _error_page(request, 404, err.detail)
     return _page(request, "portal_invoice.html", token=token, invoice=invoice)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agentbilling.domain.errors import CardDeclined, Conflict, DomainError, InvalidInput, NotFound, PaymentFailed
@@ -17,7 +19,8 @@ MEDIA_TYPE = "application/problem+json"
 
 _TITLES = {
     400: "Bad request", 401: "Unauthorized", 402: "Payment required", 403: "Forbidden", 404: "Not found",
-    405: "Method not allowed", 409: "Conflict", 415: "Unsupported media type", 422: "Invalid request",
+    405: "Method not allowed", 409: "Conflict", 413: "Content too large", 415: "Unsupported media type",
+    422: "Invalid request",
     500: "Internal server error", 503: "Service unavailable",
 }
 
@@ -73,6 +76,13 @@ def install(app: FastAPI) -> None:
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         return from_domain(exc).response(request.url.path)
 
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # A value the database cannot hold (validation should have caught it first): the caller's
+        # fault, so a 422, not a 500 with a traceback in the log.
+        return Problem(422, "invalid-request", "A value in the request cannot be stored.").response(
+            request.url.path)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return invalid(exc.errors()).response(request.url.path)
@@ -81,6 +91,24 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
-        return Problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None)).response(
-            request.url.path
-        )
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return Problem(exc.status_code, code, detail, headers=headers).response(request.url.path)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the path answers to, from the OpenAPI document: several routes can share a path
+    (GET and PATCH of a tenant), and the router's 405 names only the first one's."""
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = request.app.state.allowed_methods = [
+            (re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+             {m.upper() for m in operations} | ({"HEAD"} if "get" in operations else set()))
+            for path, operations in request.app.openapi()["paths"].items()
+        ]
+    methods: set[str] = set()
+    for pattern, path_methods in table:
+        if pattern.match(request.url.path):
+            methods |= path_methods
+    return sorted(methods)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from agentbilling.api.deps import BillingDep, TenantId, bearer_of, invalid_key
 from agentbilling.api.group_commit import GroupCommit
 from agentbilling.api.problems import Problem
+from agentbilling.api.responses import AdmissionOut, AdmittedOut, SessionOut
 from agentbilling.api.schemas import MessageIn, OpenSessionIn, admission_json, admitted_json, session_json
 from agentbilling.service.facade import Billing
 from agentbilling.storage.metering import AdmissionRequest
@@ -92,8 +93,9 @@ _OPEN_BODY = {
 }
 
 
-@router.post("/sessions", status_code=201, responses={200: {"description": "The same id again: the first answer"},
-                                                      **REFUSED},
+@router.post("/sessions", status_code=201, response_model=AdmittedOut,
+             responses={200: {"description": "The same id again: the first answer", "model": AdmittedOut},
+                        **REFUSED},
              openapi_extra={"requestBody": _OPEN_BODY},
              summary="Ask to open a session: admitted (201), a replay (200), or refused (402)")
 async def open_session(request: Request) -> Response:
@@ -103,21 +105,21 @@ async def open_session(request: Request) -> Response:
     return await admit(request.app.state, request.headers.get("authorization", ""), await request.body())
 
 
-@router.post("/sessions/{session_id:path}/messages", summary="A message in a session, from the customer or the agent")
+@router.post("/sessions/{session_id:path}/messages", response_model=SessionOut, summary="A message in a session, from the customer or the agent")
 def record_message(session_id: str, body: MessageIn, tenant_id: TenantId, billing: BillingDep) -> dict[str, Any]:
     return session_json(billing.record_message(tenant_id, session_id, body.from_))
 
 
-@router.post("/sessions/{session_id:path}/end", summary="End a session (adds nothing to its billable sessions)")
+@router.post("/sessions/{session_id:path}/end", response_model=SessionOut, summary="End a session (adds nothing to its billable sessions)")
 def end_session(session_id: str, tenant_id: TenantId, billing: BillingDep) -> dict[str, Any]:
     return session_json(billing.end_session(tenant_id, session_id))
 
 
-@router.get("/sessions/{session_id:path}", summary="A session and its billable sessions")
+@router.get("/sessions/{session_id:path}", response_model=SessionOut, summary="A session and its billable sessions")
 def get_session(session_id: str, tenant_id: TenantId, billing: BillingDep) -> dict[str, Any]:
     return session_json(billing.get_session(tenant_id, session_id))
 
 
-@router.get("/admission", summary="Whether agents may start new sessions now, and why not")
+@router.get("/admission", response_model=AdmissionOut, summary="Whether agents may start new sessions now, and why not")
 def admission(tenant_id: TenantId, billing: BillingDep) -> dict[str, Any]:
     return admission_json(billing.admission(tenant_id))

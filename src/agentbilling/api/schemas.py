@@ -18,11 +18,26 @@ from agentbilling.service.records import Admission, BillingView, DemoRequest, In
 
 LOCALE = "en_US"
 
-Id = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+# Control characters (C0, DEL, C1; NUL included) are refused in every id, name and email (422):
+# PostgreSQL cannot store a NUL, and none of them belongs in an identifier.
+_CTRL = r"\x00-\x1f\x7f-\x9f"
+
+
+def _printable(forbidden: str = "") -> str:
+    """A pattern: no control character (nor any of `forbidden`), and not only whitespace."""
+    return rf"^[^{_CTRL}{forbidden}]*[^\s{_CTRL}{forbidden}][^{_CTRL}{forbidden}]*$"
+
+
+Id = Annotated[str, Field(min_length=1, max_length=200, pattern=_printable())]
+# A user id is a path segment of the operator API: a `/` would make the user unaddressable.
+UserIdField = Annotated[str, Field(min_length=1, max_length=200, pattern=_printable("/"))]
 TenantIdField = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Email = Annotated[str, Field(min_length=3, max_length=320, pattern=rf"^[^@\s{_CTRL}]+@[^@\s{_CTRL}]+$")]
 Role = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_-]*$")]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=_printable())]
+PlanIdField = Annotated[str, Field(min_length=1, max_length=64, pattern=_printable())]
+# Free text (a demo request's message) may have line breaks and tabs, but no other control character.
+FreeText = Annotated[str, Field(max_length=2000, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")]
 PositiveInt = Annotated[StrictInt, Field(gt=0, le=MAX_LIMIT)]
 
 
@@ -44,7 +59,7 @@ class TenantPatch(Strict):
 
 
 class UserIn(Strict):
-    id: Id
+    id: UserIdField
     email: Email
     role: Role
 
@@ -72,7 +87,7 @@ class TermsIn(Strict):
 
 
 class SubscriptionIn(Strict):
-    plan_id: Id
+    plan_id: PlanIdField
     terms: TermsIn | None = None
 
 
@@ -98,22 +113,22 @@ class SessionLimitIn(Strict):
 # -- responses --------------------------------------------------------------------------
 
 class CheckoutIn(Strict):
-    plan_id: Annotated[str, Field(min_length=1, max_length=64)]
+    plan_id: PlanIdField
 
 
 class PlanChangeIn(Strict):
-    plan_id: Annotated[str, Field(min_length=1, max_length=64)]
+    plan_id: PlanIdField
     when: Literal["immediately", "end_of_period", "custom_date"]
-    date: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")] | None = None
+    date: Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] | None = None
 
 
 class DemoRequestIn(Strict):
-    plan_id: Annotated[str, Field(min_length=1, max_length=64)]
-    message: Annotated[str, Field(max_length=2000)] | None = None
+    plan_id: PlanIdField
+    message: FreeText | None = None
 
 
 class CardIn(Strict):
-    card: Annotated[str, Field(min_length=12, max_length=23, description="A test card number")]
+    card: Annotated[str, Field(min_length=12, max_length=23, pattern=r"^[0-9 -]+$", description="A test card number")]
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -267,7 +282,7 @@ def notice_json(n: NoticeRecord) -> dict[str, Any]:
 
 class WebhookEndpointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=1, max_length=2000)
+    url: str = Field(min_length=1, max_length=2000, pattern=_printable())
 
 
 def webhook_endpoint_json(e: Any) -> dict[str, Any]:

@@ -57,14 +57,14 @@ def install(app: FastAPI) -> None:
 
 
 def signed_in(request: Request, billing: Billing) -> tuple[User, str]:
-    """The user of the cookie session and its token; a user without billing rights finds nothing (404)."""
-    token = request.cookies.get(SESSION_COOKIE)
-    user = billing.user_for_token(token) if token else None
-    if user is None or token is None:
+    """The user of the cookie session and its id; a user without billing rights finds nothing (404)."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    user = billing.user_for_session(session_id) if session_id else None
+    if user is None or session_id is None:
         raise PageRefused(401, SIGN_IN)
     if billing.settings.billing_enabled and not user.billing_visible:
         raise PageRefused(404, NOT_FOUND)
-    return user, token
+    return user, session_id
 
 
 def form_user(request: Request, billing: Billing, csrf: str) -> tuple[User, str]:
@@ -105,26 +105,70 @@ def tab_context(request: Request, billing: Billing, user: User, token: str) -> d
     }
 
 
-@router.get("/billing/login", summary="Open a login link: sets the session cookie and opens the Billing tab")
-def login(token: str, request: Request, billing: BillingDep) -> RedirectResponse:
-    user = billing.user_for_token(token)
-    if user is None:
-        raise PageRefused(401, "This login link is invalid or has expired. Ask your platform for a new one.")
-    if not user.billing_visible and billing.settings.billing_enabled:
-        raise PageRefused(404, NOT_FOUND)
-    response = RedirectResponse("/billing", status_code=303)
+LINK_INVALID = "This login link is invalid, has expired or was already used. Ask your platform for a new one."
+# A login link carries a secret in its URL: no page of it sends a Referer, and none is cached.
+LINK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+
+def _signed_in_quietly(request: Request, billing: Billing) -> tuple[User, str] | None:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    user = billing.user_for_session(session_id) if session_id else None
+    return (user, session_id) if user is not None and session_id else None
+
+
+def _open_session(request: Request, billing: Billing, code: str, replacing: str | None) -> Response:
+    opened = billing.sign_in(code, replacing)
+    if opened is None:
+        raise PageRefused(401, LINK_INVALID)
+    session_id, _ = opened
+    response = RedirectResponse("/billing", status_code=303, headers=LINK_HEADERS)
     secure = billing.public_url(str(request.base_url)).startswith("https://")
-    response.set_cookie(SESSION_COOKIE, token, max_age=billing.tokens.ttl_seconds, httponly=True,
+    response.set_cookie(SESSION_COOKIE, session_id, max_age=billing.web_sessions.session_seconds, httponly=True,
                         samesite="lax", secure=secure, path="/")
     return response
 
 
-@router.post("/billing/logout", summary="Sign out: ends the cookie session")
-def logout(request: Request, billing: BillingDep, csrf: CsrfField = "") -> Response:
-    _, token = signed_in(request, billing)
-    if not csrf_ok(billing, token, csrf):
+@router.get("/billing/login", response_class=HTMLResponse, responses={303: {"description": "Signed in"}},
+            summary="Open a login link: its single-use code becomes a cookie session (or, signed in as "
+                    "someone else, a page that asks first)")
+def login(request: Request, billing: BillingDep, code: str = "") -> Response:
+    user = billing.login_code_user(code) if code else None
+    if user is None:
+        raise PageRefused(401, LINK_INVALID)
+    if not user.billing_visible and billing.settings.billing_enabled:
+        raise PageRefused(404, NOT_FOUND)
+    current = _signed_in_quietly(request, billing)
+    if current is not None and (current[0].tenant_id, current[0].id) != (user.tenant_id, user.id):
+        # Another person's (or tenant's) link: never replace a session silently (issue 14, finding 4).
+        return page(request, "billing_switch.html", {
+            "current": current[0], "new": user, "code": code, "csrf": csrf_token(billing, current[1]),
+        }, headers=LINK_HEADERS)
+    return _open_session(request, billing, code, current[1] if current else None)
+
+
+@router.post("/billing/login", response_class=HTMLResponse, responses={303: {"description": "Signed in"}},
+             summary="Switch account: use a login link while signed in as someone else (from its confirm page)")
+def switch_account(request: Request, billing: BillingDep, code: Annotated[str, Form()] = "",
+                   csrf: CsrfField = "") -> Response:
+    current = _signed_in_quietly(request, billing)
+    if current is not None and not csrf_ok(billing, current[1], csrf):
         raise PageRefused(403, CSRF_REFUSED)
-    response = page(request, "billing_message.html", {"heading": "Signed out", "message": SIGN_IN})
+    user = billing.login_code_user(code) if code else None
+    if user is None:
+        raise PageRefused(401, LINK_INVALID)
+    if not user.billing_visible and billing.settings.billing_enabled:
+        raise PageRefused(404, NOT_FOUND)
+    return _open_session(request, billing, code, current[1] if current else None)
+
+
+@router.post("/billing/logout", response_class=HTMLResponse, summary="Sign out: ends the cookie session at once")
+def logout(request: Request, billing: BillingDep, csrf: CsrfField = "") -> Response:
+    _, session_id = signed_in(request, billing)
+    if not csrf_ok(billing, session_id, csrf):
+        raise PageRefused(403, CSRF_REFUSED)
+    billing.sign_out(session_id)
+    response = page(request, "billing_message.html", {"heading": "Signed out", "message": SIGN_IN},
+                    headers={"Cache-Control": "no-store"})
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 

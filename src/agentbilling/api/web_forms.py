@@ -8,6 +8,7 @@ again with why and the status of the refusal; nothing is changed.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -64,7 +65,7 @@ def subscribe(request: Request, billing: BillingDep, plan_id: Text = "", csrf: C
 def manage(request: Request, billing: BillingDep, csrf: CsrfField = "") -> Response:
     user, _ = form_user(request, billing, csrf)
     try:
-        url = billing.portal_url(user.tenant_id, base_url=base_url(request, billing))
+        url = billing.portal_url(user.tenant_id, base_url=base_url(request, billing), user_id=user.id)
     except DomainError as err:
         return page(request, "billing_message.html", {"heading": "Manage", "message": err.detail, "back": True},
                     status_of(err))
@@ -113,9 +114,12 @@ def cancel_change(request: Request, billing: BillingDep, csrf: CsrfField = "") -
 
 # -- Session limit -----------------------------------------------------------------------------------
 
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")  # ASCII digits only: `²` and `①` are digits to str.isdigit
+
+
 def _limit_value(raw: str) -> object:
     text = raw.strip()
-    return int(text) if text.isdigit() else text  # anything else is refused by the rule's own check
+    return int(text) if _WHOLE_NUMBER.fullmatch(text) else text  # anything else is refused by the rule's own check
 
 
 @router.post("/billing/session-limit", summary="Set limit")

@@ -9,12 +9,13 @@ from starlette.concurrency import run_in_threadpool
 
 from agentbilling.api.deps import BillingDep
 from agentbilling.api.problems import Problem
+from agentbilling.api.responses import StatusOut
 from agentbilling.service.payments import WebhookRejected
 
 router = APIRouter(tags=["webhooks"])
 
 
-@router.post("/v1/webhooks/{provider}", summary="A payment provider's signed event")
+@router.post("/v1/webhooks/{provider}", response_model=StatusOut, summary="A payment provider's signed event")
 async def receive(provider: str, request: Request, billing: BillingDep) -> dict[str, Any]:
     body = await request.body()
     headers = dict(request.headers)

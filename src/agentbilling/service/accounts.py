@@ -7,23 +7,30 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from agentbilling.domain.errors import AlreadyExists, NotFound
+from agentbilling.domain.errors import AlreadyExists, InvalidInput, NotFound
 from agentbilling.domain.subscription import Status
 from agentbilling.domain.trial import Trial
 from agentbilling.service.records import NewApiKey, Tenant, User
 from agentbilling.service.tokens import new_api_key, new_nonce
+from agentbilling.service.web_sessions import end_user_sessions
 from agentbilling.storage.db import Database
 from agentbilling.storage.tables import api_keys, subscriptions, tenants, users
 
 
 class Accounts:
     def __init__(self, db: Database, *, trial_days: int, trial_sessions: int, billing_roles: frozenset[str],
-                 billing_enabled: bool) -> None:
+                 billing_enabled: bool, roles: frozenset[str] = frozenset()) -> None:
         self.db = db
         self.trial_days = trial_days
         self.trial_sessions = trial_sessions
         self.billing_roles = billing_roles
+        self.roles = roles | billing_roles  # the roles a user may have
         self.billing_enabled = billing_enabled
+
+    def _check_role(self, role: str | None) -> None:
+        if role is not None and role not in self.roles:
+            allowed = ", ".join(sorted(self.roles))
+            raise InvalidInput(f"role must be one of the configured roles ({allowed}), not {role!r}.")
 
     # -- tenants ---------------------------------------------------------------------------
 
@@ -83,6 +90,9 @@ class Accounts:
         return User(row.tenant_id, row.id, row.email, row.role, visible)
 
     def create_user(self, tenant_id: str, user_id: str, email: str, role: str, now: datetime) -> User:
+        self._check_role(role)
+        if "/" in user_id:
+            raise InvalidInput("A user id must not contain '/': it could never be addressed.")
         self.get_tenant(tenant_id)
         try:
             with self.db.write() as conn:
@@ -106,17 +116,23 @@ class Accounts:
         return self._user_row(tenant_id, user_id).auth_nonce
 
     def update_user(self, tenant_id: str, user_id: str, *, email: str | None, role: str | None) -> User:
+        self._check_role(role)
         changes = {k: v for k, v in {"email": email, "role": role}.items() if v is not None}
         if changes:
             with self.db.write() as conn:
-                stmt = update(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id).values(**changes)
-                if conn.execute(stmt).rowcount == 0:
+                where = (users.c.tenant_id == tenant_id, users.c.id == user_id)
+                before = conn.execute(select(users.c.role).where(*where)).one_or_none()
+                if before is None or conn.execute(update(users).where(*where).values(**changes)).rowcount == 0:
                     raise NotFound(f"No user {user_id!r} in tenant {tenant_id!r}.")
+                if role is not None and role != before.role:
+                    end_user_sessions(conn, tenant_id, user_id)  # a new role signs in anew
         return self.get_user(tenant_id, user_id)
 
     def delete_user(self, tenant_id: str, user_id: str) -> None:
-        """Removes the user; their tokens carry the old row's nonce and stop working at once."""
+        """Removes the user; their tokens carry the old row's nonce and stop working at once, and
+        their Billing tab sessions end."""
         with self.db.write() as conn:
             stmt = delete(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)
             if conn.execute(stmt).rowcount == 0:
                 raise NotFound(f"No user {user_id!r} in tenant {tenant_id!r}.")
+            end_user_sessions(conn, tenant_id, user_id)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Row, Select, and_, or_
@@ -15,6 +16,7 @@ from agentbilling.domain.errors import InvalidInput
 from agentbilling.storage.db import Database
 
 T = TypeVar("T")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def encode_cursor(at: datetime, item_id: str) -> str:
@@ -27,10 +29,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         started, sid = json.loads(raw)
         moment = datetime.fromisoformat(started)
-        if moment.tzinfo is None or not isinstance(sid, str):
+        if moment.tzinfo is None or not isinstance(sid, str) or len(sid) > 200 or _CONTROL.search(sid):
             raise ValueError("not a cursor of ours")
-        return moment, sid
-    except (ValueError, TypeError):
+        # In UTC, as stored: a far offset at the edge of the calendar does not fit (OverflowError).
+        return moment.astimezone(UTC), sid
+    except (ValueError, TypeError, OverflowError, RecursionError):
         raise InvalidInput("The cursor is not one this API handed out.") from None
 
 

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,7 @@ from agentbilling.service.mailer import mailer_for
 from agentbilling.service.notices import NoticeBook
 from agentbilling.service.webhooks_out import Delivery, Endpoint, WebhooksOut
 from agentbilling.service.payments import Checkout, PaymentProvider
-from agentbilling.service.sandbox import SandboxProvider
+from agentbilling.service.sandbox import PORTAL_LINK_INVALID, SandboxProvider
 from agentbilling.service.stripe_provider import StripeProvider
 from agentbilling.service.records import (
     Admission,
@@ -52,6 +53,7 @@ from agentbilling.service.records import (
 )
 from agentbilling.service.subscriptions import Subscriptions
 from agentbilling.service.tokens import TokenSigner, hash_api_key
+from agentbilling.service.web_sessions import WebSessions
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database
@@ -68,11 +70,16 @@ def _enum(kind: type, value: object, what: str):
         raise InvalidInput(f"{what} must be one of {allowed}, not {value!r}.") from None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # never in an id (PostgreSQL cannot even store a NUL)
+
+
 def _id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{what} must be a non-empty string.")
     if len(value) > 200:
         raise InvalidInput(f"{what} is longer than 200 characters.")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{what} must not contain control characters.")
     return value
 
 
@@ -97,8 +104,11 @@ class Billing:
             trial_sessions=settings.trial_sessions,
             billing_roles=settings.billing_roles,
             billing_enabled=settings.billing_enabled,
+            roles=settings.roles,
         )
         self.subscriptions = Subscriptions(db, catalog, self.metering)
+        self.web_sessions = WebSessions(db, code_seconds=settings.login_link_seconds,
+                                        session_seconds=settings.session_ttl_seconds)
         self.sandbox: SandboxProvider | None = None
         self.provider: PaymentProvider
         if settings.payment_provider == "stripe":
@@ -119,7 +129,7 @@ class Billing:
         self.notices = NoticeBook(db, catalog, claim=claim, billing_enabled=settings.billing_enabled)
         self.mailer = mailer_for(settings.smtp_url, settings.outbox_dir or _default_outbox(settings.database_url))
         self.wall_clock: Clock = SystemClock()  # delivery's own time: claims and retries, not business time
-        self.webhooks = WebhooksOut(db, claim=claim)
+        self.webhooks = WebhooksOut(db, claim=claim, allow_private=settings.webhook_allow_private)
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -163,8 +173,41 @@ class Billing:
         self.accounts.delete_user(tenant_id, user_id)
 
     def issue_token(self, tenant_id: str, user_id: str) -> IssuedToken:
+        """The user's API bearer token, and a login link's single-use code: two credentials."""
         token, expires_at = self.tokens.issue(tenant_id, user_id, self.accounts.user_nonce(tenant_id, user_id))
-        return IssuedToken(token, expires_at)
+        code, code_expires_at = self.web_sessions.new_login_code(tenant_id, user_id)
+        return IssuedToken(token, expires_at, code, code_expires_at)
+
+    def login_code_user(self, code: str) -> User | None:
+        """Whose unused login code this is (without using it)."""
+        found = self.web_sessions.code_user(code)
+        return self._existing_user(*found) if found else None
+
+    def sign_in(self, code: str, replacing: str | None = None) -> tuple[str, User] | None:
+        """Uses a login code once: a new session's id and its user, or None. `replacing`, the
+        session the browser had, ends with it."""
+        opened = self.web_sessions.exchange(code, replacing)
+        if opened is None:
+            return None
+        user = self._existing_user(opened[1].tenant_id, opened[1].user_id)
+        if user is None:
+            self.web_sessions.end(opened[0])
+            return None
+        return opened[0], user
+
+    def user_for_session(self, session_id: str) -> User | None:
+        """The user of a live Billing tab session (the cookie's value), or None."""
+        session = self.web_sessions.session(session_id)
+        return self._existing_user(session.tenant_id, session.user_id) if session else None
+
+    def sign_out(self, session_id: str) -> None:
+        self.web_sessions.end(session_id)
+
+    def _existing_user(self, tenant_id: str, user_id: str) -> User | None:
+        try:
+            return self.accounts.get_user(tenant_id, user_id)
+        except NotFound:
+            return None
 
     def user_for_token(self, token: str) -> User | None:
         """The user a token was issued to, while it is unexpired and the user still exists."""
@@ -366,9 +409,23 @@ class Billing:
         """A checkout for a plan in the secure billing portal; paying it starts the plan."""
         return self.lifecycle.checkout(tenant_id, plan_id, self.now(), base_url or self.public_url())
 
-    def portal_url(self, tenant_id: str, *, base_url: str | None = None) -> str:
-        """The secure billing portal (Manage): payment methods, invoices, Cancel subscription."""
-        return self.lifecycle.portal_url(tenant_id, self.now(), base_url or self.public_url())
+    def portal_url(self, tenant_id: str, *, base_url: str | None = None, user_id: str | None = None) -> str:
+        """The secure billing portal (Manage): payment methods, invoices, Cancel subscription. The
+        sandbox's link names the user it is for (`portal_tenant` re-checks them on every request)."""
+        base = base_url or self.public_url()
+        url = self.lifecycle.portal_url(tenant_id, self.now(), base)
+        if self.sandbox is not None and user_id is not None:
+            url = self.sandbox.user_portal_url(tenant_id, user_id, self.accounts.user_nonce(tenant_id, user_id), base)
+        return url
+
+    def portal_tenant(self, token: str) -> str:
+        """The tenant of a sandbox portal link, while the link is unexpired and its user still exists
+        (the same one: a deleted and re-added user has a new nonce) and has billing rights."""
+        tenant_id, user_id, nonce = self._sandbox().portal_claims(token)
+        user = self._existing_user(tenant_id, user_id)
+        if user is None or self.accounts.user_nonce(tenant_id, user_id) != nonce or not user.billing_visible:
+            raise NotFound(PORTAL_LINK_INVALID)
+        return tenant_id
 
     def change_plan(self, tenant_id: str, plan_id: str, when: str, date: str | None = None) -> BillingView:
         """Switch plans Immediately (prorated), at the End of the current period, or On custom date (R8)."""

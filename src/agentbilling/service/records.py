@@ -39,8 +39,10 @@ class NewApiKey:
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
-    token: str
+    token: str  # the API bearer token
     expires_at: datetime
+    login_code: str = ""  # the login link's single-use code (another credential)
+    login_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

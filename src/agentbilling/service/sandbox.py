@@ -52,6 +52,7 @@ CARD_CHARGES_FAIL = "4000000000000341"
 CARD_DECLINED = "4000000000000002"
 TEST_CARDS = (CARD_OK, CARD_CHARGES_FAIL, CARD_DECLINED)
 
+PORTAL_LINK_INVALID = "This portal link is not valid. Open the portal again from the Billing tab."
 PORTAL_LINK_SECONDS = 3600  # a portal link opens the portal for an hour, as a provider's portal session
 
 Deliver = Callable[[bytes, Mapping[str, str]], None]
@@ -107,14 +108,23 @@ class SandboxProvider:
         """The sandbox keeps no clock of its own."""
 
     def portal_url(self, tenant_id: str, base_url: str, customer: str | None = None) -> str:
-        return f"{base_url}/sandbox/portal/{self.links.dumps(tenant_id)}"
+        """A link that names no user: it opens nothing (see `user_portal_url`, which the service hands out)."""
+        return f"{base_url}/sandbox/portal/{self.links.dumps([tenant_id, None, None])}"
 
-    def portal_tenant(self, token: str) -> str:
+    def user_portal_url(self, tenant_id: str, user_id: str, user_nonce: str, base_url: str) -> str:
+        """A portal link naming the user it was made for; the service re-checks that user on every request."""
+        return f"{base_url}/sandbox/portal/{self.links.dumps([tenant_id, user_id, user_nonce])}"
+
+    def portal_claims(self, token: str) -> tuple[str, str, str]:
+        """(tenant, user, user's nonce) of an unexpired link; NotFound for anything else."""
         try:
-            tenant_id = self.links.loads(token, max_age=PORTAL_LINK_SECONDS)  # wall clock: security time
-        except BadSignature:
-            raise NotFound("This portal link is not valid. Open the portal again from the Billing tab.") from None
-        return str(tenant_id)
+            # wall clock: security time
+            tenant_id, user_id, nonce = self.links.loads(token, max_age=PORTAL_LINK_SECONDS)
+        except (BadSignature, ValueError, TypeError):
+            raise NotFound(PORTAL_LINK_INVALID) from None
+        if not (isinstance(tenant_id, str) and isinstance(user_id, str) and isinstance(nonce, str)):
+            raise NotFound(PORTAL_LINK_INVALID)
+        return tenant_id, user_id, nonce
 
     def charge(self, tenant_id: str, invoice_id: str, amount: int, currency: str, attempt: str,
                now: datetime) -> None:
@@ -181,6 +191,8 @@ class SandboxProvider:
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
             raise WebhookRejected("not an event")
         data = event.get("data") or {}
+        if not isinstance(data, dict):
+            raise WebhookRejected("an event whose data is not an object")
         return Notification(id=event["id"], type=event["type"], tenant_id=data.get("tenant_id"),
                             subscription=data.get("subscription"), invoice=data.get("invoice"), raw=event)
 

@@ -38,6 +38,7 @@ from agentbilling.service.payments import (
 
 log = logging.getLogger(__name__)
 
+WEBHOOK_TOLERANCE_SECONDS = 300  # a signed event's timestamp may be this far from now, either way
 KIND_OF_REASON = {"subscription_create": "first", "subscription_cycle": "renewal", "subscription_update": "proration"}
 STATUS_OF_INVOICE = {"paid": "paid", "open": "open", "void": "void", "uncollectible": "void"}
 
@@ -48,6 +49,18 @@ def _dt(ts: int | None) -> datetime | None:
 
 def _ts(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def _check_timestamp(signature_header: str) -> None:
+    """The same tolerance both ways as the sandbox (Standard Webhooks): the stripe SDK refuses only
+    old timestamps, so an event signed for ten minutes ahead would pass it."""
+    stamps = [part[2:] for part in signature_header.split(",") if part.strip().startswith("t=")]
+    try:
+        signed_at = int(stamps[0].strip())
+    except (IndexError, ValueError):
+        raise WebhookRejected("no timestamp in the signature") from None
+    if abs(time.time() - signed_at) > WEBHOOK_TOLERANCE_SECONDS:  # wall clock: security time
+        raise WebhookRejected("the timestamp is more than 5 minutes away from now")
 
 
 class StripeProvider:
@@ -253,12 +266,21 @@ class StripeProvider:
     def verify(self, body: bytes, headers: Mapping[str, str]) -> Notification:
         lowered = {k.lower(): v for k, v in headers.items()}
         try:
-            event = stripe.Webhook.construct_event(body, lowered.get("stripe-signature", ""), self.webhook_secret)
+            event = stripe.Webhook.construct_event(body, lowered.get("stripe-signature", ""), self.webhook_secret,
+                                                   tolerance=WEBHOOK_TOLERANCE_SECONDS)
         except (stripe.SignatureVerificationError, ValueError) as err:
             raise WebhookRejected(str(err) or "bad signature") from None
+        except (TypeError, AttributeError, KeyError):  # signed, but the SDK cannot read it as an event
+            raise WebhookRejected("a signed body that is not an event") from None
+        _check_timestamp(lowered.get("stripe-signature", ""))
         event = json.loads(body)  # verified; plain dicts from here
-        obj = event["data"]["object"]
-        kind = event["type"]
+        data = event.get("data") if isinstance(event, dict) else None
+        obj = data.get("object") if isinstance(data, dict) else None
+        kind = event.get("type") if isinstance(event, dict) else None
+        if not isinstance(obj, dict) or not isinstance(kind, str) or not isinstance(event.get("id"), str):
+            raise WebhookRejected("a signed event without an id, a type and data.object")
+        if not isinstance(obj.get("metadata") or {}, dict):
+            raise WebhookRejected("a signed event whose object's metadata is not an object")
         subscription = invoice = None
         if kind == "checkout.session.completed":
             subscription = obj.get("subscription")

@@ -28,7 +28,7 @@ from standardwebhooks.webhooks import Webhook
 
 from agentbilling.domain.errors import InvalidInput, NotFound
 from agentbilling.domain.subscription import Subscription
-from agentbilling.service import claims
+from agentbilling.service import claims, destinations
 from agentbilling.service.cursors import newest_first
 from agentbilling.service.records import Backlog
 from agentbilling.storage.db import Database
@@ -111,8 +111,10 @@ def _endpoint(row: Any) -> Endpoint:
 
 
 class WebhooksOut:
-    def __init__(self, db: Database, client: httpx.Client | None = None, *, claim: timedelta = CLAIM) -> None:
+    def __init__(self, db: Database, client: httpx.Client | None = None, *, claim: timedelta = CLAIM,
+                 allow_private: bool = False) -> None:
         self.db = db
+        self.allow_private = allow_private  # AGENTBILLING_WEBHOOK_ALLOW_PRIVATE (service/destinations.py)
         self.claim_for = claim
         self.client = client or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
 
@@ -127,6 +129,8 @@ class WebhooksOut:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInput("url must be an http or https URL, e.g. https://platform.example/hooks/billing.")
+        if not self.allow_private:
+            destinations.check_url(url)
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         endpoint_id = "we_" + secrets.token_hex(10)
         with self.db.write() as conn:
@@ -219,7 +223,11 @@ class WebhooksOut:
         code: int | None = None
         error: str | None = None
         try:
-            code = self.client.post(ep.url, content=body.encode(), headers=headers).status_code
+            code = self._send(ep.url, body.encode(), headers)
+        except destinations.DestinationRefused as exc:
+            error = exc.detail
+        except OSError:  # the name does not resolve (the log says no more: it is no port scanner)
+            error = "The endpoint's host name does not resolve."
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         if code is not None and 200 <= code < 300:
@@ -227,6 +235,20 @@ class WebhooksOut:
             return 1
         self._failed(endpoint_id, event_id, code, error or f"HTTP {code}", wall())
         return 0
+
+    def _send(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POSTs to the endpoint; unless private destinations are allowed, to the address checked just
+        now (the name is not resolved a second time, so it cannot be rebound to another address)."""
+        if self.allow_private:
+            return self.client.post(url, content=body, headers=headers).status_code
+        ip = destinations.pinned_address(url)
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        address = f"[{ip}]" if ip.version == 6 else str(ip)
+        pinned = parts._replace(netloc=address + (f":{parts.port}" if parts.port else "")).geturl()
+        host_header = parts.netloc.rpartition("@")[2]
+        return self.client.post(pinned, content=body, headers={**headers, "host": host_header},
+                                extensions={"sni_hostname": host}).status_code
 
     def _record(self, endpoint_id: str, event_id: str, *, status: str, code: int | None,
                 delivered_at: datetime | None = None, error: str | None = None, next_at: datetime | None = None,

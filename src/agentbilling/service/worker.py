@@ -34,6 +34,7 @@ class Worker:
         started = time.monotonic()
         try:
             report = self.billing.run_due()
+            self.billing.web_sessions.purge()  # spent login codes and ended sessions (wall clock)
         except Exception:  # one bad pass must not stop the next: log it, try again later
             log.exception("worker: a pass failed; the next one runs in %ss", self.interval)
         self.passes += 1

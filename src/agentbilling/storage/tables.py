@@ -127,6 +127,36 @@ users = Table(
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
 )
 
+# A login link's single-use code (only its SHA-256 is kept), exchanged once for a web session.
+login_codes = Table(
+    "login_codes",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+    PrimaryKeyConstraint("tenant_id", "code_hash"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+)
+
+# The Billing tab's server-side sessions: the cookie carries the id, the table only its SHA-256.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("id_hash", String(64), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    PrimaryKeyConstraint("tenant_id", "id_hash"),
+    ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
+    Index("ix_web_sessions_user", "tenant_id", "user_id"),
+)
+
 # Replays of mutating POSTs sent with an Idempotency-Key.
 idempotency_keys = Table(
     "idempotency_keys",

@@ -1,0 +1,56 @@
+"""Security headers on every answer: a strict CSP (no inline script or style anywhere; the pages load
+theirs from /billing/static), frame-ancestors from AGENTBILLING_FRAME_ANCESTORS, nosniff, no
+Referer (login and portal links carry secrets in their URLs), no-store on everything but static
+assets (pages carry CSRF tokens; answers carry keys, tokens and links), and HSTS when the public
+URL is https."""
+
+from __future__ import annotations
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Paths whose answers hold no secret and may be cached: the pages' CSS and JS, and the docs' assets.
+CACHEABLE = ("/billing/static/", "/docs/static/")
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def content_security_policy(frame_ancestors: str) -> str:
+    return "; ".join([
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",  # /docs reads /openapi.json
+        "base-uri 'none'",
+        f"frame-ancestors {frame_ancestors}",
+    ])
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp, *, frame_ancestors: str, https: bool) -> None:
+        self.app = app
+        self.headers: list[tuple[str, str]] = [
+            ("Content-Security-Policy", content_security_policy(frame_ancestors)),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+        ]
+        if frame_ancestors.strip() == "'none'":
+            self.headers.append(("X-Frame-Options", "DENY"))  # for browsers without CSP frame-ancestors
+        if https:
+            self.headers.append(("Strict-Transport-Security", HSTS))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        cacheable = scope["path"].startswith(CACHEABLE)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in self.headers:
+                    headers.setdefault(name, value)
+                if not cacheable:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
