@@ -54,7 +54,7 @@ from agentbilling.service.subscriptions import Subscriptions
 from agentbilling.service.tokens import TokenSigner, hash_api_key
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
-from agentbilling.storage.db import Database
+from agentbilling.storage.db import Database, Timeouts
 from agentbilling.storage.metering import AdmissionRequest, MeteringStore, OpenResult
 
 log = logging.getLogger(__name__)
@@ -431,12 +431,17 @@ def _derived_secret(secret: str, purpose: str) -> str:
     return "whsec_" + base64.b64encode(digest).decode()
 
 
+def timeouts_of(settings: Settings) -> Timeouts:
+    return Timeouts(connect=settings.db_connect_timeout, statement=settings.db_statement_timeout,
+                    pool=settings.db_pool_timeout, keepalive_idle=settings.db_keepalive_idle)
+
+
 def connect(settings: Settings | None = None, *, clock: Clock | None = None, upgrade: bool = True) -> Billing:
     """Open the service on the configured database, migrating it first unless told not to."""
     settings = settings or Settings()
     db = Database(settings.database_url, pool_size=settings.db_pool_size,
                   sqlite_synchronous=settings.sqlite_synchronous,
-                  pg_synchronous_commit=settings.pg_synchronous_commit)
+                  pg_synchronous_commit=settings.pg_synchronous_commit, timeouts=timeouts_of(settings))
     if upgrade:
         migrate.upgrade(db)
     catalog = load_catalog(settings.plans_file)

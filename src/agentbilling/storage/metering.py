@@ -20,6 +20,7 @@ Every path that takes both the counter's row and a session's id takes the counte
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -35,7 +36,7 @@ from agentbilling.domain.gate import Refusal
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog
 from agentbilling.domain.subscription import Standing, Subscription, at, standing
-from agentbilling.storage.db import Database
+from agentbilling.storage.db import Database, DatabaseUnavailable
 from agentbilling.storage.rows import (
     SESSION_COLUMNS,
     SUBSCRIPTION_COLUMNS,
@@ -717,12 +718,23 @@ class MeteringStore:
         batch = self._kept_batch(None, key_hash, requests, now)
         if batch is None:
             return None
-        async with pool.connection() as conn:
-            try:
-                cur = await conn.execute(batch.sql, batch.params)
-                row = await cur.fetchone()
-            except self._lost_race:
-                return None
+        try:
+            # A hung database: given up after the statement timeout and a margin (the connection,
+            # left mid-statement, is dropped by its pool).
+            async with asyncio.timeout(self.db.timeouts.statement + 4), pool.connection() as conn:
+                watchdog = self.db.watchdog
+                if watchdog is not None:
+                    watchdog.watch(conn)  # cut past the statement timeout, as the other pools' are
+                try:
+                    cur = await conn.execute(batch.sql, batch.params)
+                    row = await cur.fetchone()
+                except self._lost_race:
+                    return None
+                finally:
+                    if watchdog is not None:
+                        watchdog.release(conn)
+        except TimeoutError:
+            raise DatabaseUnavailable("The database did not answer in time.") from None
         assert row is not None
         return batch.answers(row[0])
 
