@@ -55,6 +55,7 @@ from agentbilling.service.tokens import TokenSigner, hash_api_key
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database, Timeouts
+from agentbilling.storage.idempotency import IdempotencyStore
 from agentbilling.storage.metering import AdmissionRequest, MeteringStore, OpenResult
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,12 @@ class Billing:
         """Email the notices that are due to their tenants' billing contacts, then post the webhooks
         that are due to the operator's endpoints; how many emails and webhooks went out."""
         return self._email() + self.webhooks.deliver(self.wall_clock.now)
+
+    def expire_idempotency_keys(self) -> int:
+        """Delete the Idempotency-Keys whose time to live (wall clock) is over, in bounded batches;
+        how many went. The worker calls it on every pass."""
+        ttl = timedelta(seconds=self.settings.idempotency_ttl_seconds)
+        return IdempotencyStore(self.db, ttl).expire(self.wall_clock.now())
 
     def worker_status(self) -> WorkerStatus:
         """How far behind the workers are: what is due and not done, and since when."""

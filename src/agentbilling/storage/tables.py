@@ -153,6 +153,7 @@ idempotency_keys = Table(
     Column("body", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("principal", "key"),
+    Index("ix_idempotency_keys_created_at", "created_at"),  # the worker deletes expired keys by it
 )
 
 # Invoices of paid plans: the first at checkout, one at each period's start, one per immediate

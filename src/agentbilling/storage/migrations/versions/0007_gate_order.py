@@ -1,6 +1,6 @@
 """the gate's order with its writers: usage_counters.checked_revision, cleared by a trigger on every
 change to a subscription or an API key's revocation (PostgreSQL), so that an admission that waited
-for the counter row sees the change on the row it locked
+for the counter row sees the change on the row it locked; an index to expire idempotency keys by age
 
 Revision ID: 0007
 Revises: 0005
@@ -46,9 +46,11 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
         for statement in PG_UP:
             op.execute(statement)
+    op.create_index('ix_idempotency_keys_created_at', 'idempotency_keys', ['created_at'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_idempotency_keys_created_at', table_name='idempotency_keys')
     if op.get_bind().dialect.name == 'postgresql':
         for statement in PG_DOWN:
             op.execute(statement)
