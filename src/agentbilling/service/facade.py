@@ -450,7 +450,11 @@ def connect(settings: Settings | None = None, *, clock: Clock | None = None, upg
                   sqlite_synchronous=settings.sqlite_synchronous,
                   pg_synchronous_commit=settings.pg_synchronous_commit, timeouts=timeouts_of(settings))
     if upgrade:
-        migrate.upgrade(db)
+        try:
+            migrate.upgrade(db)
+        except BaseException:
+            db.dispose()  # a database that does not answer yet: the caller may try again
+            raise
     catalog = load_catalog(settings.plans_file)
     if clock is None:
         clock = clocks.load_test_clock(db, datetime.now(UTC)) if settings.test_clock else SystemClock()
