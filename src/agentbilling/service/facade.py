@@ -121,11 +121,14 @@ class Billing:
         self.mailer = mailer_for(settings.smtp_url, settings.outbox_dir or _default_outbox(settings.database_url))
         self.wall_clock: Clock = SystemClock()  # delivery's own time: claims and retries, not business time
         self.webhooks = WebhooksOut(db, claim=claim)
+        self.clock_follower: clocks.ClockFollower | None = None  # set by `connect`
 
     def now(self) -> datetime:
         return self.clock.now()
 
     def close(self) -> None:
+        if self.clock_follower is not None:
+            self.clock_follower.stop()
         self.webhooks.close()
         self.db.dispose()
 
@@ -456,6 +459,13 @@ def connect(settings: Settings | None = None, *, clock: Clock | None = None, upg
             db.dispose()  # a database that does not answer yet: the caller may try again
             raise
     catalog = load_catalog(settings.plans_file)
+    follower = None
     if clock is None:
-        clock = clocks.load_test_clock(db, datetime.now(UTC)) if settings.test_clock else SystemClock()
-    return Billing(settings, db, catalog, clock)
+        if settings.test_clock:
+            clock = clocks.load_test_clock(db, datetime.now(UTC))
+            follower = clocks.ClockFollower(db, clock).start()  # advances made by other processes
+        else:
+            clock = SystemClock()
+    service = Billing(settings, db, catalog, clock)
+    service.clock_follower = follower
+    return service
