@@ -298,6 +298,16 @@ test_clock = Table(
     Column("now", UTCDateTime, nullable=False),
 )
 
+# Leases: one holder per tenant at a time across processes, for what SQLite cannot lock by row
+# (storage/leases.py): provider webhooks of one tenant are applied one at a time.
+tenant_leases = Table(
+    "tenant_leases",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("holder", String(32), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
 # The notices of R14, one row each: the unique (tenant, key) is what makes one go out once. The
 # email's delivery state lives beside it: claimed by a worker until `email_claimed_until`, sent
 # at `email_sent_at` (wall-clock times, as they are about the process, not the business).

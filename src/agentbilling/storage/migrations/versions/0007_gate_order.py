@@ -1,6 +1,7 @@
 """the gate's order with its writers: usage_counters.checked_revision, cleared by a trigger on every
 change to a subscription or an API key's revocation (PostgreSQL), so that an admission that waited
-for the counter row sees the change on the row it locked; an index to expire idempotency keys by age
+for the counter row sees the change on the row it locked; an index to expire idempotency keys by age; tenant_leases (webhooks of a tenant applied one at a
+time across processes, on SQLite)
 
 Revision ID: 0007
 Revises: 0005
@@ -9,6 +10,8 @@ Create Date: 2026-12-03 15:30:00
 
 from alembic import op
 import sqlalchemy as sa
+
+from agentbilling.storage.types import UTCDateTime
 
 
 revision = '0007'
@@ -47,9 +50,17 @@ def upgrade() -> None:
         for statement in PG_UP:
             op.execute(statement)
     op.create_index('ix_idempotency_keys_created_at', 'idempotency_keys', ['created_at'])
+    op.create_table(
+        'tenant_leases',
+        sa.Column('tenant_id', sa.String(length=64), nullable=False),
+        sa.Column('holder', sa.String(length=32), nullable=False),
+        sa.Column('expires_at', UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('tenant_id', name=op.f('pk_tenant_leases')),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('tenant_leases')
     op.drop_index('ix_idempotency_keys_created_at', table_name='idempotency_keys')
     if op.get_bind().dialect.name == 'postgresql':
         for statement in PG_DOWN:
