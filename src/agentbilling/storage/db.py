@@ -155,11 +155,13 @@ class SqliteCheckpointer:
                     if conn is None:  # opened here, and again after a failure (e.g. a volume mounted late)
                         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
                         conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-                    _, log, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    _, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     if log > 0:
                         with self._write_lock:
-                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if self._wal_bytes() > WAL_TRUNCATE_BYTES:
+                            _, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    # Backfilled whole, the next writer restarts the log (this process's writers were
+                    # held off). Not whole, and large: other processes' writers kept it going.
+                    if done < log and log * self._page_size(conn) > WAL_TRUNCATE_BYTES:
                         with self._write_lock:
                             conn.execute(f"PRAGMA busy_timeout = {WAL_TRUNCATE_BUSY_MS}")
                             try:
@@ -175,11 +177,10 @@ class SqliteCheckpointer:
             if conn is not None:
                 conn.close()
 
-    def _wal_bytes(self) -> int:
-        try:
-            return os.path.getsize(self._path + "-wal")
-        except OSError:
-            return 0
+    def _page_size(self, conn: sqlite3.Connection) -> int:
+        if not hasattr(self, "_page"):
+            self._page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        return self._page
 
     def stop(self) -> None:
         self._stop.set()

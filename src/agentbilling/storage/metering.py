@@ -452,9 +452,14 @@ class MeteringStore:
         SQLite's transaction holds the write lock since BEGIN IMMEDIATE: one read is enough. On
         PostgreSQL the standing read first names the counter row to lock; read again after the lock,
         it is the one to decide on (if its counter moved meanwhile, that one is locked in turn)."""
-        found = self._read_standing(cur, tenant_id, key_hash, now)
         if self.db.is_sqlite:
-            return found
+            return self._read_standing(cur, tenant_id, key_hash, now)
+        # The row to lock, from the kept standing if there is one (a round trip fewer): whatever
+        # changed meanwhile is read after the lock.
+        known = tenant_id if key_hash is None else self._key_tenants.get(key_hash)
+        kept = self._kept_standing(known, now) if known is not None else None
+        found = ((known, *kept) if known is not None and kept is not None
+                 else self._read_standing(cur, tenant_id, key_hash, now))
         for _ in range(4):
             if found is None:
                 return None
