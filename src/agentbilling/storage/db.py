@@ -24,10 +24,10 @@ CHECKPOINT_INTERVAL_S = 0.5
 # would grow without end (issue 13 measured 193 MB in 45 s with three). Past this size a
 # TRUNCATE checkpoint takes the database's write lock (waiting on every process's writers, up to
 # WAL_TRUNCATE_BUSY_MS), backfills everything and empties the file; journal_size_limit caps what
-# a reset log keeps on disk.
+# a reset log keeps on disk (64 MiB: lower, a single busy process would pay for shrinking and growing it).
 WAL_TRUNCATE_BYTES = 8 << 20
 WAL_TRUNCATE_BUSY_MS = 5_000
-SQLITE_JOURNAL_SIZE_LIMIT = 32 << 20
+SQLITE_JOURNAL_SIZE_LIMIT = 64 << 20
 SQLITE_MMAP_BYTES = 4 << 30  # address space, not memory: pages are loaded as they are read
 # PostgreSQL's raw connections. Autocommit: a single statement is its own transaction (one round
 # trip, as the gate's common case is); transactions of several statements issue BEGIN themselves.
