@@ -84,7 +84,8 @@ class CounterHold:
             c.execute("TRUNCATE test_counter_log")
             c.execute("CREATE OR REPLACE FUNCTION test_counter_log() RETURNS trigger LANGUAGE plpgsql AS $$"
                       " BEGIN INSERT INTO test_counter_log (billable, checked)"
-                      " VALUES (NEW.billable_sessions, (to_jsonb(NEW) ->> 'checked_revision')::bigint); RETURN NULL; END $$")
+                      " VALUES (NEW.billable_sessions, (to_jsonb(NEW) ->> 'checked_revision')::bigint);"
+                      " RETURN NULL; END $$")
             c.execute("DROP TRIGGER IF EXISTS test_counter_log ON usage_counters")
             c.execute(f"CREATE TRIGGER test_counter_log AFTER UPDATE ON usage_counters FOR EACH ROW"
                       f" WHEN (NEW.period = '{self.period}') EXECUTE FUNCTION test_counter_log()")

@@ -54,8 +54,8 @@ SQLITE_LOG = [
     "CREATE TRIGGER IF NOT EXISTS test_gate_change AFTER UPDATE ON subscriptions BEGIN"
     " INSERT INTO test_gate_log (tenant_id, billable, kind) VALUES (NEW.tenant_id, NULL, 'change'); END",
 ]
-PG_UNLOG = ["DROP TRIGGER IF EXISTS test_gate_log ON usage_counters", "DROP TRIGGER IF EXISTS test_gate_log ON subscriptions",
-            "DROP TABLE IF EXISTS test_gate_log"]
+PG_UNLOG = ["DROP TRIGGER IF EXISTS test_gate_log ON usage_counters",
+            "DROP TRIGGER IF EXISTS test_gate_log ON subscriptions", "DROP TABLE IF EXISTS test_gate_log"]
 SQLITE_UNLOG = ["DROP TRIGGER IF EXISTS test_gate_count", "DROP TRIGGER IF EXISTS test_gate_count_new",
                 "DROP TRIGGER IF EXISTS test_gate_change", "DROP TABLE IF EXISTS test_gate_log"]
 

@@ -24,10 +24,11 @@ CHECKPOINT_INTERVAL_S = 0.5
 # would grow without end (issue 13 measured 193 MB in 45 s with three). Past this size a
 # TRUNCATE checkpoint takes the database's write lock (waiting on every process's writers, up to
 # WAL_TRUNCATE_BUSY_MS), backfills everything and empties the file; journal_size_limit caps what
-# a reset log keeps on disk (64 MiB: lower, a single busy process would pay for shrinking and growing it).
-WAL_TRUNCATE_BYTES = 8 << 20
+# a reset log keeps on disk.
+WAL_TRUNCATE_BYTES = 8 << 20  # a log this large that could not be backfilled whole
+WAL_FILE_TRUNCATE_BYTES = 32 << 20  # a log file this large, whatever it holds
 WAL_TRUNCATE_BUSY_MS = 5_000
-SQLITE_JOURNAL_SIZE_LIMIT = 64 << 20
+SQLITE_JOURNAL_SIZE_LIMIT = 32 << 20
 SQLITE_MMAP_BYTES = 4 << 30  # address space, not memory: pages are loaded as they are read
 # PostgreSQL's raw connections. Autocommit: a single statement is its own transaction (one round
 # trip, as the gate's common case is); transactions of several statements issue BEGIN themselves.
@@ -161,7 +162,8 @@ class SqliteCheckpointer:
                             _, log, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     # Backfilled whole, the next writer restarts the log (this process's writers were
                     # held off). Not whole, and large: other processes' writers kept it going.
-                    if done < log and log * self._page_size(conn) > WAL_TRUNCATE_BYTES:
+                    if (done < log and log * self._page_size(conn) > WAL_TRUNCATE_BYTES) or \
+                            self._wal_bytes() > WAL_FILE_TRUNCATE_BYTES:
                         with self._write_lock:
                             conn.execute(f"PRAGMA busy_timeout = {WAL_TRUNCATE_BUSY_MS}")
                             try:
@@ -176,6 +178,12 @@ class SqliteCheckpointer:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.path.getsize(self._path + "-wal")
+        except OSError:
+            return 0
 
     def _page_size(self, conn: sqlite3.Connection) -> int:
         if not hasattr(self, "_page"):

@@ -448,7 +448,8 @@ class MeteringStore:
     ) -> tuple[str, int, Standing] | None:
         """`_read_standing` in a write transaction, read after the transaction holds the counter row
         the standing counts in, so that no writer of the key or the subscription can commit between
-        the read and the count (every such writer takes the tenant's counter rows: the trigger of migration 0007).
+        the read and the count (every such writer takes the tenant's counter rows: migration 0007's
+        trigger).
         SQLite's transaction holds the write lock since BEGIN IMMEDIATE: one read is enough. On
         PostgreSQL the standing read first names the counter row to lock; read again after the lock,
         it is the one to decide on (if its counter moved meanwhile, that one is locked in turn)."""

@@ -1,7 +1,9 @@
-"""the gate's order with its writers: usage_counters.checked_revision, cleared by a trigger on every
-change to a subscription or an API key's revocation (PostgreSQL), so that an admission that waited
-for the counter row sees the change on the row it locked; an index to expire idempotency keys by age; tenant_leases (webhooks of a tenant applied one at a
-time across processes, on SQLite)
+"""the gate's order with its writers, and what several processes share
+
+usage_counters.checked_revision, cleared by a trigger on every change to a subscription or an API
+key's revocation (PostgreSQL), so that an admission that waited for the counter row sees the change
+on the row it locked; an index to expire idempotency keys by age; tenant_leases (webhooks of a
+tenant applied one at a time across processes, on SQLite).
 
 Revision ID: 0007
 Revises: 0005
