@@ -26,7 +26,7 @@ CHECKPOINT_INTERVAL_S = 0.5
 # WAL_TRUNCATE_BUSY_MS), backfills everything and empties the file; journal_size_limit caps what
 # a reset log keeps on disk.
 WAL_TRUNCATE_BYTES = 8 << 20  # a log this large that could not be backfilled whole
-WAL_FILE_TRUNCATE_BYTES = 32 << 20  # a log file this large, whatever it holds
+WAL_FILE_TRUNCATE_BYTES = 24 << 20  # a log file this large, whatever it holds
 WAL_TRUNCATE_BUSY_MS = 5_000
 SQLITE_JOURNAL_SIZE_LIMIT = 32 << 20
 SQLITE_MMAP_BYTES = 4 << 30  # address space, not memory: pages are loaded as they are read
@@ -151,7 +151,10 @@ class SqliteCheckpointer:
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
         try:
-            while not self._stop.wait(self._interval):
+            pause = self._interval
+            while not self._stop.wait(pause):
+                # A large log is looked at more often, so that it is caught before it grows more.
+                pause = self._interval if self._wal_bytes() < WAL_TRUNCATE_BYTES else self._interval / 5
                 try:
                     if conn is None:  # opened here, and again after a failure (e.g. a volume mounted late)
                         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
