@@ -21,15 +21,14 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 CHECKPOINT_INTERVAL_S = 0.5
 # SQLite with several processes: each process's checkpointer holds off only its own writers, so
 # under the others' writes its PASSIVE passes may never backfill the whole log, and the log
-# would grow without end (issue 13 measured 193 MB in 45 s with three). Past this size a
-# TRUNCATE checkpoint takes the database's write lock (waiting on every process's writers, up to
-# WAL_TRUNCATE_BUSY_MS), backfills everything and empties the file; journal_size_limit caps what
-# a reset log keeps on disk.
+# would grow without end (issue 13 measured 193 MB in 45 s with three). Past these sizes a
+# TRUNCATE checkpoint takes the database's write lock (tried again for up to WAL_TRUNCATE_BUSY_MS),
+# backfills everything and empties the file; journal_size_limit caps what a reset log keeps.
 WAL_TRUNCATE_BYTES = 8 << 20  # a log this large that could not be backfilled whole
 # A log file this large, whatever it holds: one busy process, whose log restarts at every
 # checkpoint, never gets near it (its checkpoints come every 0.1 s once the file is large).
 WAL_FILE_TRUNCATE_BYTES = 40 << 20
-WAL_TRUNCATE_BUSY_MS = 5_000
+WAL_TRUNCATE_BUSY_MS = 2_000
 SQLITE_JOURNAL_SIZE_LIMIT = 32 << 20
 SQLITE_MMAP_BYTES = 4 << 30  # address space, not memory: pages are loaded as they are read
 # PostgreSQL's raw connections. Autocommit: a single statement is its own transaction (one round
@@ -170,11 +169,7 @@ class SqliteCheckpointer:
                     if (done < log and log * self._page_size(conn) > WAL_TRUNCATE_BYTES) or \
                             self._wal_bytes() > WAL_FILE_TRUNCATE_BYTES:
                         with self._write_lock:
-                            conn.execute(f"PRAGMA busy_timeout = {WAL_TRUNCATE_BUSY_MS}")
-                            try:
-                                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                            finally:
-                                conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+                            self._truncate(conn)
                 except sqlite3.Error:
                     if conn is not None:
                         with contextlib.suppress(sqlite3.Error):
@@ -183,6 +178,22 @@ class SqliteCheckpointer:
         finally:
             if conn is not None:
                 conn.close()
+
+    @staticmethod
+    def _truncate(conn: sqlite3.Connection) -> None:
+        """TRUNCATE until it succeeds, for up to WAL_TRUNCATE_BUSY_MS, with this process's writers
+        held off: another process's checkpoint running at the same moment makes it give up at
+        once (SQLite does not wait for the checkpoint lock), and so would its writers."""
+        conn.execute("PRAGMA busy_timeout = 100")
+        deadline = time.monotonic() + WAL_TRUNCATE_BUSY_MS / 1000
+        try:
+            while True:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy or time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
     def _wal_bytes(self) -> int:
         try:
