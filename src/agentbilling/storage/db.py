@@ -29,7 +29,7 @@ WAL_TRUNCATE_BYTES = 8 << 20  # a log this large that could not be backfilled wh
 # checkpoint, never gets near it (its checkpoints come every 0.1 s once the file is large).
 WAL_FILE_TRUNCATE_BYTES = 40 << 20
 WAL_TRUNCATE_BUSY_MS = 2_000
-SQLITE_JOURNAL_SIZE_LIMIT = 32 << 20
+SQLITE_JOURNAL_SIZE_LIMIT = 64 << 20
 SQLITE_MMAP_BYTES = 4 << 30  # address space, not memory: pages are loaded as they are read
 # PostgreSQL's raw connections. Autocommit: a single statement is its own transaction (one round
 # trip, as the gate's common case is); transactions of several statements issue BEGIN themselves.
