@@ -43,7 +43,7 @@ UPDATE_Q = ("UPDATE usage_counters SET billable_sessions = billable_sessions + 1
 
 def counter_key(columns: dict[str, str]) -> tuple[str, bool]:
     """The counter's key column besides tenant_id (the schema names it), and whether it is a timestamp."""
-    keys = [name for name in columns if name not in ("tenant_id", "billable_sessions")]
+    keys = [name for name in columns if name not in ("tenant_id", "billable_sessions", "checked_revision")]
     if len(keys) != 1:
         raise SystemExit(f"usage_counters has unexpected columns {list(columns)}; update bench/inproc.py")
     kind = columns[keys[0]].lower()

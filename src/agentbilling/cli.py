@@ -42,14 +42,33 @@ def _check_secret_key(settings: Settings) -> None:
         raise typer.Exit(2)
 
 
-def _connect(settings: Settings):
-    from agentbilling.service.facade import connect
+WAIT_CAP_S = 30.0  # the longest pause between two tries to reach the database at start
 
-    try:
-        return connect(settings)
-    except (CatalogError, ValueError) as exc:  # a bad catalog, or a provider without its settings
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
+
+def _connect(settings: Settings):
+    """The service, once its database answers: until then, one log line per try, with a pause
+    that doubles up to WAIT_CAP_S (a database that starts after us, or is restarting), then the
+    migrations."""
+    import time
+
+    from agentbilling.service.facade import connect
+    from agentbilling.storage.db import unreachable
+
+    pause = 1.0
+    while True:
+        try:
+            return connect(settings)
+        except (CatalogError, ValueError) as exc:  # a bad catalog, or a provider without its settings
+            typer.secho(str(exc), fg="red", err=True)
+            raise typer.Exit(2) from None
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+            logging.getLogger("agentbilling").warning(
+                "the database does not answer yet (%s); trying again in %gs", reason[:200], pause)
+            time.sleep(pause)
+            pause = min(pause * 2, WAIT_CAP_S)
 
 
 def _serve(service, host: str, port: int, worker: bool = True) -> None:

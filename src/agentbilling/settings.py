@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     # a crash of PostgreSQL or its machine (never corrupting anything).
     pg_synchronous_commit: Literal["on", "off"] | None = None
     db_pool_size: int = Field(8, gt=0)
+    # How long an Idempotency-Key is remembered (wall-clock seconds from its first use), as Stripe's.
+    idempotency_ttl_seconds: int = Field(86_400, gt=0)
+    # How long to wait on the database before answering 503 `database-unavailable` (README).
+    db_connect_timeout: float = Field(5.0, gt=0)
+    db_statement_timeout: float = Field(15.0, gt=0)
+    db_pool_timeout: float = Field(5.0, gt=0)
+    db_keepalive_idle: int = Field(10, gt=0)  # TCP keepalives: a dead peer is noticed within idle + 15 s
     # Worker threads that admissions over HTTP run on (they queue for them, in order).
     admission_threads: int = Field(4, gt=0)
     stripe_api_key: str | None = None

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,6 +23,8 @@ from agentbilling.api.responses import StatusOut
 from agentbilling.service.facade import Billing, connect
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
+
+READYZ_SECONDS = 4.0  # /readyz answers within this, ready or not
 
 
 def create_app(service: Billing | None = None, settings: Settings | None = None) -> FastAPI:
@@ -60,7 +63,8 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     web.install(app)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(FastAdmission)  # the gate's requests skip the rest
-    # Outermost: control characters in the URL and oversized bodies are refused before anything reads them.
+    app.add_middleware(problems.DatabaseErrors)  # a database out of reach is a 503, never a 500
+    # Outer: control characters in the URL and oversized bodies are refused before anything reads them.
     app.add_middleware(RequestGuards, max_body_bytes=config.max_body_bytes)
     app.add_middleware(SecurityHeaders, frame_ancestors=config.frame_ancestors,
                        https=(config.public_url or "").startswith("https://"))  # on every answer, refusals too
@@ -81,14 +85,27 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
 
     @app.get("/readyz", tags=["health"], response_model=StatusOut,
              summary="The database answers and is migrated")
-    def readyz(request: Request) -> Any:
+    async def readyz(request: Request) -> Any:
         svc: Billing = request.app.state.billing
-        try:
+
+        def check() -> bool:
             with svc.db.read() as conn:
                 conn.execute(text("SELECT 1"))
-                current = migrate.is_current(conn)
+                return migrate.is_current(conn)
+
+        # Answered within READYZ_SECONDS whatever the database does: a check stuck on a hung
+        # database is left to its own timeouts, on its thread.
+        try:
+            with anyio.fail_after(READYZ_SECONDS):
+                current = await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+        except TimeoutError:
+            return problems.Problem(503, "not-ready", f"The database did not answer within {READYZ_SECONDS:g} s.",
+                                    headers={"Retry-After": str(problems.RETRY_AFTER_S)}).response()
         except Exception as exc:  # any failure to reach the database means not ready
-            return problems.Problem(503, "not-ready", f"The database does not answer: {type(exc).__name__}").response()
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            return problems.Problem(503, "not-ready", f"The database does not answer: {type(exc).__name__}"
+                                    + (f": {reason}" if reason else ""),
+                                    headers={"Retry-After": str(problems.RETRY_AFTER_S)}).response()
         if not current:
             return problems.Problem(503, "not-ready", "The database is not migrated: run `agentbilling db upgrade`.") \
                 .response()

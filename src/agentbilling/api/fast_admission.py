@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from agentbilling.api import problems
 from agentbilling.api.runtime import admit
 from agentbilling.domain.errors import DomainError
+from agentbilling.storage.db import unreachable
 
 PATH = "/v1/sessions"
 
@@ -48,4 +49,8 @@ class FastAdmission:
             response = problems.invalid(exc.errors()).response(PATH)
         except DomainError as err:
             response = problems.from_domain(err).response(PATH)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            response = problems.database_unavailable().response(PATH)
         await response(scope, receive, send)

@@ -2,13 +2,24 @@
 
 Only 2xx answers are kept. A 4xx changed nothing, so running the request again is safe and
 answers from the current state (a refused session may be admitted once the gate opens, R4).
+The answer is stored (or the claim released) before it is sent: a replay sent after the first
+answer arrived gets that answer, never 409 `idempotency-key-in-use`. Keys live for
+`AGENTBILLING_IDEMPOTENCY_TTL_SECONDS` (wall clock) from their claim; after it a key is new.
+
+An answer that carries a secret (an API key, a user's token and login link, a webhook
+endpoint's signing secret) is stored with the secret's fields set to null: a replay answers the
+same status and body with those fields null, and the header `Idempotent-Secret-Removed` naming
+them. The secret was shown once, to the first answer; a caller that lost it issues another.
+A replay is sent only to a credential that still has the right to the request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
+import json
+import re
+from datetime import UTC, datetime, timedelta
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,10 +28,33 @@ from agentbilling.api.problems import Problem
 from agentbilling.storage.idempotency import IdempotencyStore
 
 HEADER = b"idempotency-key"
+# Answers whose fields carry a secret: (path, the fields stored as null).
+SECRET_FIELDS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
+    (re.compile(r"^/v1/tenants/[^/]+/api-keys$"), ("key",)),
+    (re.compile(r"^/v1/tenants/[^/]+/users/[^/]+/tokens$"), ("token", "login_url")),
+    (re.compile(r"^/v1/webhook-endpoints$"), ("secret",)),
+]
 
 
-def _still_authorized(billing, authorization: bytes) -> bool:
-    """A stored answer is replayed only to a credential that still opens the API (a revoked key does not)."""
+def without_secrets(path: str, body: bytes) -> tuple[bytes, tuple[str, ...]]:
+    """The answer to store: its secret fields (if the path has any) set to null, and which."""
+    for pattern, fields in SECRET_FIELDS:
+        if pattern.match(path):
+            try:
+                data = json.loads(body)
+            except ValueError:
+                return b"{}", fields
+            if isinstance(data, dict):
+                data.update({f: None for f in fields if f in data})
+            return json.dumps(data, separators=(",", ":")).encode(), fields
+    return body, ()
+
+
+def _still_authorized(billing, authorization: bytes, path: str) -> bool:
+    """A stored answer is replayed only to a credential that still has the right to the request:
+    the operator key; a live API key of the tenant, on the agent runtime's paths; a user who still
+    has billing rights (a revoked key, a deleted user or one moved to a role without billing
+    rights gets 401, as the request itself would)."""
     scheme, _, value = authorization.decode("latin-1").partition(" ")
     token = value.strip()
     if scheme.lower() != "bearer" or not token:
@@ -28,7 +62,10 @@ def _still_authorized(billing, authorization: bytes) -> bool:
     expected = billing.settings.operator_key
     if expected and hmac.compare_digest(token.encode(), expected.encode()):
         return True
-    return billing.tenant_for_api_key(token) is not None or billing.user_for_token(token) is not None
+    if path.startswith("/v1/sessions"):
+        return billing.tenant_for_api_key(token) is not None
+    user = billing.user_for_token(token)
+    return user is not None and user.billing_visible
 
 
 class IdempotencyMiddleware:
@@ -59,19 +96,22 @@ class IdempotencyMiddleware:
         principal = hashlib.sha256(credential + b"\n" + path.encode()).hexdigest()
         request_hash = hashlib.sha256(body).hexdigest()
         billing = scope["app"].state.billing
-        store = IdempotencyStore(billing.db)
+        store = IdempotencyStore(billing.db, timedelta(seconds=billing.settings.idempotency_ttl_seconds))
         # Wall-clock time: how long a request has been in progress is not business time.
         claim = await anyio.to_thread.run_sync(store.claim, principal, key, request_hash, datetime.now(UTC))
         if claim.state == "replay" and not await anyio.to_thread.run_sync(
-            _still_authorized, billing, headers.get(b"authorization", b"")
+            _still_authorized, billing, headers.get(b"authorization", b""), path
         ):
             problem = Problem(401, "unauthorized", "The credential of this request is no longer valid.",
                               headers={"WWW-Authenticate": "Bearer"})
             return await problem.response(path)(scope, receive, send)
         if claim.state == "replay":
-            await send({"type": "http.response.start", "status": claim.status_code,
-                        "headers": [(b"content-type", claim.content_type.encode()),
-                                    (b"idempotent-replayed", b"true")]})
+            replay_headers = [(b"content-type", claim.content_type.encode()), (b"idempotent-replayed", b"true")]
+            _, secret_fields = without_secrets(path, b"")
+            if secret_fields:
+                replay_headers += [(b"idempotent-secret-removed", ",".join(secret_fields).encode()),
+                                   (b"cache-control", b"no-store")]
+            await send({"type": "http.response.start", "status": claim.status_code, "headers": replay_headers})
             await send({"type": "http.response.body", "body": claim.body})
             return
         if claim.state == "mismatch":
@@ -93,6 +133,7 @@ class IdempotencyMiddleware:
 
         status = 500
         content_type = "application/json"
+        held: list[Message] = []  # the answer, sent once its claim is settled
         out: list[bytes] = []
 
         async def capture(message: Message) -> None:
@@ -104,13 +145,27 @@ class IdempotencyMiddleware:
                         content_type = value.decode("latin-1")
             elif message["type"] == "http.response.body":
                 out.append(message.get("body", b""))
-            await send(message)
+            held.append(message)
 
+        settled = False
         try:
             await self.app(scope, replay_receive, capture)
+            with anyio.CancelScope(shield=True):
+                await self._settle(store, principal, key, path, status, content_type, b"".join(out))
+            settled = True
         finally:
-            with anyio.CancelScope(shield=True):  # a cancelled request still settles its claim
-                if 200 <= status < 300:
-                    await anyio.to_thread.run_sync(store.save, principal, key, status, content_type, b"".join(out))
-                else:
+            if not settled:
+                with anyio.CancelScope(shield=True):  # a failed or cancelled request still frees its claim
                     await anyio.to_thread.run_sync(store.release, principal, key)
+        for message in held:
+            await send(message)
+
+    @staticmethod
+    async def _settle(store: IdempotencyStore, principal: str, key: str, path: str, status: int,
+                      content_type: str, body: bytes) -> None:
+        """Before the answer leaves: a 2xx is stored (without its secrets), anything else frees the key."""
+        if 200 <= status < 300:
+            stored, _ = without_secrets(path, body)
+            await anyio.to_thread.run_sync(store.save, principal, key, status, content_type, stored)
+        else:
+            await anyio.to_thread.run_sync(store.release, principal, key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -10,9 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentbilling.domain.errors import CardDeclined, Conflict, DomainError, InvalidInput, NotFound, PaymentFailed
 from agentbilling.domain.gate import Refusal
+from agentbilling.storage.db import unreachable
+
+log = logging.getLogger("agentbilling.api")
 
 TYPE_BASE = "https://agentbilling.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -44,6 +49,43 @@ class Problem(Exception):
             body["instance"] = instance
         body.update(self.extra)
         return JSONResponse(body, status_code=self.status, media_type=MEDIA_TYPE, headers=self.headers)
+
+
+RETRY_AFTER_S = 2  # what a 503 `database-unavailable` asks the client to wait
+
+
+def database_unavailable() -> Problem:
+    """The database could not be reached, or did not answer in time: nothing was done that the
+    client can see (a transaction that did not commit changed nothing); try again shortly."""
+    return Problem(503, "database-unavailable", "The database cannot be reached right now. Try again shortly.",
+                   headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+class DatabaseErrors:
+    """Outermost: an error that means the database cannot be reached, raised anywhere below
+    (routes, the gate's fast path, the idempotency layer), is a 503 problem+json, not a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started or not unreachable(exc):
+                raise
+            log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).strip().splitlines()[:1])
+            await database_unavailable().response(scope["path"])(scope, receive, send)
 
 
 def from_domain(err: DomainError) -> Problem:

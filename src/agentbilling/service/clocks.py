@@ -1,7 +1,11 @@
-"""The test clock's persistence: it keeps its time in the database across restarts."""
+"""The test clock's persistence: it keeps its time in the database, across restarts and across
+processes: every process follows the time kept there (`ClockFollower`), so an advance through one
+holds in all of them, `agentbilling worker` processes included, within FOLLOW_INTERVAL."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -11,6 +15,46 @@ from agentbilling.clock import TestClock
 from agentbilling.domain.errors import Conflict, InvalidInput
 from agentbilling.storage.db import Database
 from agentbilling.storage.tables import test_clock
+
+
+FOLLOW_INTERVAL = 0.5  # seconds between two reads of the kept time, per process
+
+log = logging.getLogger(__name__)
+
+
+def catch_up(db: Database, clock: TestClock) -> datetime:
+    """Move this process's clock to the time kept in the database, if that is later (one
+    indexed read of one row)."""
+    with db.read() as conn:
+        saved = conn.execute(select(test_clock.c.now).where(test_clock.c.id == 1)).scalar_one_or_none()
+    if saved is not None and saved > clock.now():
+        return clock.set(saved)
+    return clock.now()
+
+
+class ClockFollower:
+    """Keeps a process's test clock at the time kept in the database, read every FOLLOW_INTERVAL
+    seconds on a thread of its own (the gate's hot path reads only the clock in memory)."""
+
+    def __init__(self, db: Database, clock: TestClock, interval: float = FOLLOW_INTERVAL) -> None:
+        self.db, self.clock, self.interval = db, clock, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-clock-follower", daemon=True)
+
+    def start(self) -> ClockFollower:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                catch_up(self.db, self.clock)
+            except Exception as exc:  # a database away for a moment: the next read catches up
+                log.debug("test clock: could not read the kept time: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def load_test_clock(db: Database, start: datetime) -> TestClock:
@@ -46,9 +90,14 @@ def target(clock: TestClock, *, seconds: float | None = None, to: datetime | Non
 def move(db: Database, clock: TestClock, moment: datetime) -> datetime:
     """Set the test clock (kept in the database, so a restart keeps it)."""
     with db.write() as conn:
-        if conn.execute(update(test_clock).where(test_clock.c.id == 1).values(now=moment)).rowcount == 0:
+        row = conn.execute(select(test_clock.c.now).where(test_clock.c.id == 1).with_for_update()).scalar_one_or_none()
+        if row is None:
             conn.execute(insert(test_clock).values(id=1, now=moment))
-        return clock.set(moment)
+        elif row < moment:  # never back: another process may have moved it further meanwhile
+            conn.execute(update(test_clock).where(test_clock.c.id == 1).values(now=moment))
+        else:
+            moment = row
+        return clock.set(max(moment, clock.now()))
 
 
 def advance(db: Database, clock: TestClock, *, seconds: float | None = None, to: datetime | None = None,
@@ -56,6 +105,7 @@ def advance(db: Database, clock: TestClock, *, seconds: float | None = None, to:
             next_due: Callable[[datetime], datetime | None] | None = None) -> datetime:
     """Move the test clock, stopping at every moment something comes due on the way, to apply it
     there (period by period, as Stripe's test clocks do); returns once all of it is applied."""
+    catch_up(db, clock)  # from the time every process shares, not this one's last reading
     end = target(clock, seconds=seconds, to=to)
     if run_due is not None and next_due is not None:
         while (moment := next_due(clock.now())) is not None and moment <= end:

@@ -56,7 +56,8 @@ from agentbilling.service.tokens import TokenSigner, hash_api_key
 from agentbilling.service.web_sessions import WebSessions
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
-from agentbilling.storage.db import Database
+from agentbilling.storage.db import Database, Timeouts
+from agentbilling.storage.idempotency import IdempotencyStore
 from agentbilling.storage.metering import AdmissionRequest, MeteringStore, OpenResult
 
 log = logging.getLogger(__name__)
@@ -130,11 +131,14 @@ class Billing:
         self.mailer = mailer_for(settings.smtp_url, settings.outbox_dir or _default_outbox(settings.database_url))
         self.wall_clock: Clock = SystemClock()  # delivery's own time: claims and retries, not business time
         self.webhooks = WebhooksOut(db, claim=claim, allow_private=settings.webhook_allow_private)
+        self.clock_follower: clocks.ClockFollower | None = None  # set by `connect`
 
     def now(self) -> datetime:
         return self.clock.now()
 
     def close(self) -> None:
+        if self.clock_follower is not None:
+            self.clock_follower.stop()
         self.webhooks.close()
         self.db.dispose()
 
@@ -273,6 +277,12 @@ class Billing:
         """Email the notices that are due to their tenants' billing contacts, then post the webhooks
         that are due to the operator's endpoints; how many emails and webhooks went out."""
         return self._email() + self.webhooks.deliver(self.wall_clock.now)
+
+    def expire_idempotency_keys(self) -> int:
+        """Delete the Idempotency-Keys whose time to live (wall clock) is over, in bounded batches;
+        how many went. The worker calls it on every pass."""
+        ttl = timedelta(seconds=self.settings.idempotency_ttl_seconds)
+        return IdempotencyStore(self.db, ttl).expire(self.wall_clock.now())
 
     def worker_status(self) -> WorkerStatus:
         """How far behind the workers are: what is due and not done, and since when."""
@@ -489,15 +499,31 @@ def _derived_secret(secret: str, purpose: str) -> str:
     return "whsec_" + base64.b64encode(digest).decode()
 
 
+def timeouts_of(settings: Settings) -> Timeouts:
+    return Timeouts(connect=settings.db_connect_timeout, statement=settings.db_statement_timeout,
+                    pool=settings.db_pool_timeout, keepalive_idle=settings.db_keepalive_idle)
+
+
 def connect(settings: Settings | None = None, *, clock: Clock | None = None, upgrade: bool = True) -> Billing:
     """Open the service on the configured database, migrating it first unless told not to."""
     settings = settings or Settings()
     db = Database(settings.database_url, pool_size=settings.db_pool_size,
                   sqlite_synchronous=settings.sqlite_synchronous,
-                  pg_synchronous_commit=settings.pg_synchronous_commit)
+                  pg_synchronous_commit=settings.pg_synchronous_commit, timeouts=timeouts_of(settings))
     if upgrade:
-        migrate.upgrade(db)
+        try:
+            migrate.upgrade(db)
+        except BaseException:
+            db.dispose()  # a database that does not answer yet: the caller may try again
+            raise
     catalog = load_catalog(settings.plans_file)
+    follower = None
     if clock is None:
-        clock = clocks.load_test_clock(db, datetime.now(UTC)) if settings.test_clock else SystemClock()
-    return Billing(settings, db, catalog, clock)
+        if settings.test_clock:
+            clock = clocks.load_test_clock(db, datetime.now(UTC))
+            follower = clocks.ClockFollower(db, clock).start()  # advances made by other processes
+        else:
+            clock = SystemClock()
+    service = Billing(settings, db, catalog, clock)
+    service.clock_follower = follower
+    return service

@@ -57,6 +57,7 @@ from agentbilling.service.payments import (
     ProviderSubscription,
 )
 from agentbilling.storage.db import Database
+from agentbilling.storage.leases import tenant_lease
 from agentbilling.storage.rows import subscription_from_row, SUBSCRIPTION_COLUMNS, terms_to_json
 from agentbilling.storage.tables import (
     demo_requests,
@@ -631,7 +632,7 @@ class Lifecycle:
                 return "applied" if facts is not None else "ignored"
             assert tenant_id is not None
             if self.db.is_sqlite:
-                with self._tenant_lock(tenant_id):
+                with self._tenant_lock(tenant_id), tenant_lease(self.db, tenant_id):  # issue 13: across processes
                     now, facts = clock(), self._facts(note, created)
                     with self.db.write() as conn:
                         self._store_event(conn, note, tenant_id, body, now)

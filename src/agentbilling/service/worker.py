@@ -35,6 +35,9 @@ class Worker:
         try:
             report = self.billing.run_due()
             self.billing.web_sessions.purge()  # spent login codes and ended sessions (wall clock)
+            expired = self.billing.expire_idempotency_keys()
+            if expired:
+                log.info("worker: %d expired idempotency keys deleted", expired)
         except Exception:  # one bad pass must not stop the next: log it, try again later
             log.exception("worker: a pass failed; the next one runs in %ss", self.interval)
         self.passes += 1

@@ -1,4 +1,6 @@
-"""Stored answers to mutating POSTs sent with an Idempotency-Key."""
+"""Stored answers to mutating POSTs sent with an Idempotency-Key, each kept for a time to live
+(`AGENTBILLING_IDEMPOTENCY_TTL_SECONDS`, wall clock) from its claim: after it, the key is new
+again, and the worker deletes the row (`expire`, in bounded batches)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,15 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from agentbilling.storage.db import Database
 from agentbilling.storage.tables import idempotency_keys
 
 IN_PROGRESS = 0
+DEFAULT_TTL = timedelta(days=1)  # as Stripe's
+EXPIRE_BATCH = 500  # rows deleted per statement by `expire`
 STALE_AFTER = timedelta(minutes=1)  # an in-progress claim older than this belongs to a dead request
 
 
@@ -25,8 +29,9 @@ class Claim:
 
 
 class IdempotencyStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ttl: timedelta = DEFAULT_TTL) -> None:
         self.db = db
+        self.ttl = ttl
 
     def claim(self, principal: str, key: str, request_hash: str, now: datetime) -> Claim:
         """Reserve the key for this request, or say what an earlier request with it got."""
@@ -46,6 +51,10 @@ class IdempotencyStore:
             ).one_or_none()
         if row is None:  # released in between: claim again
             return self.claim(principal, key, request_hash, now)
+        if row.created_at <= now - self.ttl:  # expired: the key is new again, whatever it carried
+            if self._take_over(principal, key, request_hash, row, now, reset=True):
+                return Claim("new")
+            return self.claim(principal, key, request_hash, now)
         if row.request_hash != request_hash:
             return Claim("mismatch")
         if row.status_code == IN_PROGRESS:
@@ -55,15 +64,17 @@ class IdempotencyStore:
         stored = json.loads(row.body)
         return Claim("replay", row.status_code, stored["content_type"], stored["body"].encode())
 
-    def _take_over(self, principal: str, key: str, request_hash: str, row, now: datetime) -> bool:
-        """Claim a key whose request died (a crash, a cancelled request) before it answered."""
+    def _take_over(self, principal: str, key: str, request_hash: str, row, now: datetime, *,
+                   reset: bool = False) -> bool:
+        """Claim a key whose request died (a crash, a cancelled request) before it answered, or
+        (`reset`) whose time to live is over."""
         with self.db.write() as conn:
             taken = conn.execute(
                 update(idempotency_keys)
                 .where(idempotency_keys.c.principal == principal, idempotency_keys.c.key == key,
-                       idempotency_keys.c.status_code == IN_PROGRESS,
+                       idempotency_keys.c.status_code == (row.status_code if reset else IN_PROGRESS),
                        idempotency_keys.c.created_at == row.created_at)
-                .values(request_hash=request_hash, created_at=now)
+                .values(request_hash=request_hash, created_at=now, status_code=IN_PROGRESS, body="")
             )
             return taken.rowcount == 1
 
@@ -80,3 +91,18 @@ class IdempotencyStore:
         with self.db.write() as conn:
             conn.execute(delete(idempotency_keys).where(idempotency_keys.c.principal == principal,
                                                         idempotency_keys.c.key == key))
+
+    def expire(self, now: datetime, *, batch: int = EXPIRE_BATCH, batches: int = 20) -> int:
+        """Delete keys whose time to live is over, `batch` rows per transaction, at most `batches`
+        transactions (the rest in the next pass); how many were deleted."""
+        cutoff = now - self.ttl
+        c = idempotency_keys.c
+        deleted = 0
+        for _ in range(batches):
+            with self.db.write() as conn:
+                doomed = select(c.principal, c.key).where(c.created_at <= cutoff).limit(batch)
+                n = conn.execute(delete(idempotency_keys).where(tuple_(c.principal, c.key).in_(doomed))).rowcount
+            deleted += n
+            if n < batch:
+                break
+        return deleted

@@ -20,6 +20,7 @@ Every path that takes both the counter's row and a session's id takes the counte
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -35,7 +36,7 @@ from agentbilling.domain.gate import Refusal
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog
 from agentbilling.domain.subscription import Standing, Subscription, at, standing
-from agentbilling.storage.db import Database
+from agentbilling.storage.db import Database, DatabaseUnavailable
 from agentbilling.storage.rows import (
     SESSION_COLUMNS,
     SUBSCRIPTION_COLUMNS,
@@ -113,10 +114,10 @@ def _decide_in_order(
     return _Decided(results, admitted, used if used != before else None)
 
 
-def _record_params(tenant_id: str, st: Standing, decided: _Decided, now: datetime) -> dict[str, Any]:
+def _record_params(tenant_id: str, revision: int, st: Standing, decided: _Decided, now: datetime) -> dict[str, Any]:
     sessions = decided.admitted
     return {
-        "t": tenant_id, "c": st.counter, "n": decided.count, "now": now, "ao": st.answered_only,
+        "t": tenant_id, "rev": revision, "c": st.counter, "n": decided.count, "now": now, "ao": st.answered_only,
         "ids": [s.id for s in sessions], "agents": [s.agent_id for s in sessions],
         "dirs": [s.direction.value for s in sessions], "units": [s.billable_sessions for s in sessions],
     }
@@ -125,7 +126,9 @@ def _record_params(tenant_id: str, st: Standing, decided: _Decided, now: datetim
 def _pg_admit(cols: str) -> str:
     """PostgreSQL's admission of a new session as one statement, inside the transaction that read
     the standing: count its first unit under the cap and, only if that counted, record the
-    session; returns whether it was admitted.
+    session; returns whether it was admitted. The caller holds the counter row already and read
+    the standing after it took it (`_locked`), so nothing it read can have changed; the row is
+    marked as checked under the standing's revision, for `_pg_admit_batch`.
 
     The counter row comes first, as in every path that takes both locks (`_admit_in_order` too),
     so that no two admissions wait on each other in a cycle. The statement cannot tell a refusal
@@ -134,10 +137,11 @@ def _pg_admit(cols: str) -> str:
     the insert, which undoes the count.
     """
     return (
-        "WITH c AS (INSERT INTO usage_counters (tenant_id, period, billable_sessions)"
-        " SELECT CAST(:t AS VARCHAR), :c, 1 WHERE :cap > 0"
+        "WITH c AS (INSERT INTO usage_counters (tenant_id, period, billable_sessions, checked_revision)"
+        " SELECT CAST(:t AS VARCHAR), :c, 1, CAST(:rev AS bigint) WHERE :cap > 0"
         " AND NOT EXISTS (SELECT 1 FROM sessions WHERE tenant_id = :t AND id = :id)"
-        " ON CONFLICT (tenant_id, period) DO UPDATE SET billable_sessions = usage_counters.billable_sessions + 1"
+        " ON CONFLICT (tenant_id, period) DO UPDATE SET billable_sessions = usage_counters.billable_sessions + 1,"
+        " checked_revision = CAST(:rev AS bigint)"
         " WHERE usage_counters.billable_sessions < :cap RETURNING 1),"
         f" s AS (INSERT INTO sessions (tenant_id, {cols})"
         " SELECT :t, :id, :agent, :dir, :ao, :now, :now, NULL, NULL, :units FROM c RETURNING 1)"
@@ -169,15 +173,23 @@ def _pg_admit_batch(cols: str, *, key: bool = True) -> str:
     fails the insert, which undoes the count: the statement looks nothing up but by a unique key,
     so a plan made once, while the tables were small, stays right however they grow (a check
     for the ids beforehand, `id = ANY(...)`, does not: measured, its prepared plan scans the
-    tenant's sessions, slower with every one stored)."""
+    tenant's sessions, slower with every one stored).
+
+    The key and the revision are read in the statement's snapshot, taken before it waits for the
+    counter row; what it reads of the counter row is its latest version, after the wait. So the
+    count goes on only while the row's `checked_revision` is the kept revision: a writer that
+    changed what admission depends on clears it in its transaction (a trigger: migration 0007), and an
+    admission that waited behind that writer counts nothing here and goes to the transaction
+    path, which reads everything again after it holds the row."""
     guard = ("k AS (SELECT 1 FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL AND tenant_id = :t), "
              if key else "")
     return (
         f"WITH {guard}r AS (SELECT 1 FROM subscriptions WHERE tenant_id = :t AND revision = :rev),"
-        " c AS (INSERT INTO usage_counters (tenant_id, period, billable_sessions)"
-        f" SELECT CAST(:t AS VARCHAR), :c, :n FROM {'k, r' if key else 'r'} WHERE :n <= :cap"
+        " c AS (INSERT INTO usage_counters (tenant_id, period, billable_sessions, checked_revision)"
+        f" SELECT CAST(:t AS VARCHAR), :c, :n, CAST(:rev AS bigint) FROM {'k, r' if key else 'r'} WHERE :n <= :cap"
         " ON CONFLICT (tenant_id, period) DO UPDATE SET billable_sessions = usage_counters.billable_sessions + :n"
-        " WHERE usage_counters.billable_sessions <= :cap - :n RETURNING 1),"
+        " WHERE usage_counters.billable_sessions <= :cap - :n"
+        " AND usage_counters.checked_revision = CAST(:rev AS bigint) RETURNING 1),"
         f" s AS (INSERT INTO sessions (tenant_id, {cols})"
         " SELECT :t, u.id, u.agent, u.dir, :ao, :now, :now, NULL, NULL, 1"
         " FROM c, unnest(CAST(:ids AS text[]), CAST(:agents AS text[]), CAST(:dirs AS text[])) AS u(id, agent, dir)"
@@ -314,12 +326,6 @@ class MeteringStore:
             "SELECT k.tenant_id, s.revision FROM api_keys k JOIN subscriptions s ON s.tenant_id = k.tenant_id"
             " WHERE k.key_hash = :h AND k.revoked_at IS NULL"
         )
-        # The key's tenant and its subscription in one read: one round trip fewer per admission.
-        self.sql_key_subscription = q(
-            f"SELECT k.tenant_id, s.revision, {', '.join('s.' + c for c in SUBSCRIPTION_COLUMNS)}"
-            " FROM api_keys k JOIN subscriptions s ON s.tenant_id = k.tenant_id"
-            " WHERE k.key_hash = :h AND k.revoked_at IS NULL"
-        )
         self.sql_used = q(
             "SELECT billable_sessions FROM usage_counters WHERE tenant_id = :t AND period = :c"
         )
@@ -357,7 +363,8 @@ class MeteringStore:
             " SELECT :t, u.id, u.agent, u.dir, :ao, :now, :now, NULL, NULL, u.units"
             " FROM unnest(CAST(:ids AS text[]), CAST(:agents AS text[]), CAST(:dirs AS text[]),"
             " CAST(:units AS int[])) AS u(id, agent, dir, units) RETURNING 1)"
-            " UPDATE usage_counters SET billable_sessions = COALESCE(CAST(:n AS bigint), billable_sessions)"
+            " UPDATE usage_counters SET billable_sessions = COALESCE(CAST(:n AS bigint), billable_sessions),"
+            " checked_revision = CAST(:rev AS bigint)"
             " WHERE tenant_id = :t AND period = :c"
         )
 
@@ -413,6 +420,60 @@ class MeteringStore:
         self._standings[tenant_id] = (revision, st, *_window(st))
         return st
 
+    def _read_standing(
+        self, cur: Any, tenant_id: str | None, key_hash: str | None, now: datetime
+    ) -> tuple[str, int, Standing] | None:
+        """The tenant (the API key's, if given: None when it is not live), the subscription's
+        revision and its standing, read now (the whole row only when the kept standing is stale)."""
+        if key_hash is not None:
+            cur.execute(self.sql_key_revision, {"h": key_hash})
+            found = cur.fetchone()
+            if found is None:
+                self._key_tenants.pop(key_hash, None)
+                return None
+            tenant_id = self._remember_key(key_hash, found[0])
+        else:
+            assert tenant_id is not None
+            cur.execute(self.sql_revision, {"t": tenant_id})
+            found = (tenant_id, *row) if (row := cur.fetchone()) is not None else None
+        if found is not None:
+            kept = self._kept_standing(tenant_id, now)
+            if kept is not None and kept[0] == found[1]:
+                return tenant_id, kept[0], kept[1]
+        row = self._subscription_row(cur, tenant_id)
+        return tenant_id, row[0], self._standing_of(tenant_id, row[0], row[1:], now)
+
+    def _locked(
+        self, cur: Any, tenant_id: str | None, key_hash: str | None, now: datetime
+    ) -> tuple[str, int, Standing] | None:
+        """`_read_standing` in a write transaction, read after the transaction holds the counter row
+        the standing counts in, so that no writer of the key or the subscription can commit between
+        the read and the count (every such writer takes the tenant's counter rows: migration 0007's
+        trigger).
+        SQLite's transaction holds the write lock since BEGIN IMMEDIATE: one read is enough. On
+        PostgreSQL the standing read first names the counter row to lock; read again after the lock,
+        it is the one to decide on (if its counter moved meanwhile, that one is locked in turn)."""
+        if self.db.is_sqlite:
+            return self._read_standing(cur, tenant_id, key_hash, now)
+        # The row to lock, from the kept standing if there is one (a round trip fewer): whatever
+        # changed meanwhile is read after the lock.
+        known = tenant_id if key_hash is None else self._key_tenants.get(key_hash)
+        kept = self._kept_standing(known, now) if known is not None else None
+        found = ((known, *kept) if known is not None and kept is not None
+                 else self._read_standing(cur, tenant_id, key_hash, now))
+        for _ in range(4):
+            if found is None:
+                return None
+            counter = {"t": found[0], "c": found[2].counter}
+            cur.execute(self.sql_ensure_counter_pg, counter)
+            cur.execute(self.sql_lock_counter_pg, counter)
+            cur.fetchone()
+            again = self._read_standing(cur, found[0] if key_hash is None else None, key_hash, now)
+            if again is None or again[2].counter == found[2].counter:
+                return again
+            found = again
+        raise RuntimeError(f"The subscription of {found[0]!r} kept changing its period.")
+
     def _kept_standing(self, tenant_id: str, now: datetime) -> tuple[int, Standing] | None:
         """The standing kept for the tenant with the revision it was derived from, if it holds at `now`."""
         kept = self._standings.get(tenant_id)
@@ -460,8 +521,9 @@ class MeteringStore:
             return kept
 
         def admit(cur: Any) -> OpenResult:
-            st = self._standing(cur, tenant_id, now)
-            return self._admit(cur, tenant_id, st, session_id, agent_id, direction, now)
+            found = self._locked(cur, tenant_id, None, now)
+            assert found is not None
+            return self._admit(cur, tenant_id, found[1], found[2], session_id, agent_id, direction, now)
 
         result = self._in_transaction(admit)
         assert result is not None
@@ -477,19 +539,11 @@ class MeteringStore:
             return kept
 
         def admit(cur: Any) -> OpenResult | None:
-            cur.execute(self.sql_key_revision, {"h": key_hash})
-            found = cur.fetchone()
+            found = self._locked(cur, None, key_hash, now)
             if found is None:
-                self._key_tenants.pop(key_hash, None)
                 return None
-            tenant_id = self._remember_key(key_hash, found[0])
-            kept = self._kept_standing(tenant_id, now)
-            if kept is not None and kept[0] == found[1]:
-                st = kept[1]
-            else:
-                row = self._subscription_row(cur, tenant_id)
-                st = self._standing_of(tenant_id, row[0], row[1:], now)
-            return self._admit(cur, tenant_id, st, session_id, agent_id, direction, now)
+            tenant_id, revision, st = found
+            return self._admit(cur, tenant_id, revision, st, session_id, agent_id, direction, now)
 
         return self._in_transaction(admit)
 
@@ -528,14 +582,11 @@ class MeteringStore:
             return kept
         try:
             with self._batch_transaction() as cur:
-                cur.execute(self.sql_key_subscription, {"h": key_hash})
-                row = cur.fetchone()
-                if row is None:
-                    self._key_tenants.pop(key_hash, None)
+                found = self._locked(cur, None, key_hash, now)
+                if found is None:
                     return [None] * len(requests)
-                tenant_id = self._remember_key(key_hash, row[0])
-                st = self._standing_of(tenant_id, row[1], row[2:], now)
-                return self._admit_in_order(cur, tenant_id, st, requests, now)
+                tenant_id, revision, st = found
+                return self._admit_in_order(cur, tenant_id, revision, st, requests, now)
         except self._lost_race:
             # One of the ids was recorded meanwhile by an admission that does not take the counter
             # (an uncounted one): nothing of the batch was kept; each goes on its own.
@@ -565,7 +616,8 @@ class MeteringStore:
             return err
 
     def _admit_in_order(
-        self, cur: Any, tenant_id: str, st: Standing, requests: Sequence[AdmissionRequest], now: datetime
+        self, cur: Any, tenant_id: str, revision: int, st: Standing, requests: Sequence[AdmissionRequest],
+        now: datetime,
     ) -> list[OpenResult | DomainError | None]:
         ids = [r.session_id for r in requests]
         if self.db.is_sqlite:
@@ -592,7 +644,7 @@ class MeteringStore:
                 if decided.count is not None:
                     cur.execute(self.sql_set_count, {"t": tenant_id, "c": st.counter, "n": decided.count})
             else:
-                cur.execute(self.sql_record_sessions_and_count, _record_params(tenant_id, st, decided, now))
+                cur.execute(self.sql_record_sessions_and_count, _record_params(tenant_id, revision, st, decided, now))
         return decided.results
 
     def _remember_key(self, key_hash: str, tenant_id: str) -> str:
@@ -672,18 +724,29 @@ class MeteringStore:
         batch = self._kept_batch(None, key_hash, requests, now)
         if batch is None:
             return None
-        async with pool.connection() as conn:
-            try:
-                cur = await conn.execute(batch.sql, batch.params)
-                row = await cur.fetchone()
-            except self._lost_race:
-                return None
+        try:
+            # A hung database: given up after the statement timeout and a margin (the connection,
+            # left mid-statement, is dropped by its pool).
+            async with asyncio.timeout(self.db.timeouts.statement + 4), pool.connection() as conn:
+                watchdog = self.db.watchdog
+                if watchdog is not None:
+                    watchdog.watch(conn)  # cut past the statement timeout, as the other pools' are
+                try:
+                    cur = await conn.execute(batch.sql, batch.params)
+                    row = await cur.fetchone()
+                except self._lost_race:
+                    return None
+                finally:
+                    if watchdog is not None:
+                        watchdog.release(conn)
+        except TimeoutError:
+            raise DatabaseUnavailable("The database did not answer in time.") from None
         assert row is not None
         return batch.answers(row[0])
 
     def _admit(
-        self, cur: Any, tenant_id: str, st: Standing, session_id: str, agent_id: str, direction: Direction,
-        now: datetime,
+        self, cur: Any, tenant_id: str, revision: int, st: Standing, session_id: str, agent_id: str,
+        direction: Direction, now: datetime,
     ) -> OpenResult:
         session = Session.open(
             id=session_id, agent_id=agent_id, direction=direction, answered_only=st.answered_only, now=now
@@ -691,7 +754,8 @@ class MeteringStore:
         params = {"t": tenant_id, "id": session_id, "agent": agent_id, "dir": direction.value,
                   "ao": st.answered_only, "now": self._to_db(now), "units": session.billable_sessions}
         if self.sql_admit is not None and st.closed is None and session.billable_sessions:
-            cur.execute(self.sql_admit, {**params, "c": st.counter, "cap": NO_CAP if st.cap is None else st.cap})
+            cur.execute(self.sql_admit, {**params, "rev": revision, "c": st.counter,
+                                         "cap": NO_CAP if st.cap is None else st.cap})
             if cur.fetchone()[0]:
                 return OpenResult(session)
             try:  # not counted: the id exists (a replay), else the cap was reached

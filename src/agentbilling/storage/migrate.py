@@ -26,6 +26,11 @@ def alembic_config(url: str | None = None) -> Config:
 def upgrade(db: Database) -> None:
     cfg = alembic_config()
     with db.write() as conn:
+        if not db.is_sqlite:
+            # A migration may rightly take longer than a request: no statement timeout, no watchdog.
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+            if db.watchdog is not None:
+                db.watchdog.release(conn.connection.dbapi_connection)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -69,11 +71,19 @@ subscriptions = Table(
     Column("previous_plan_id", String(64)),  # the plan before the last change, and when it changed:
     Column("plan_changed_at", UTCDateTime),  # a renewal prices the sessions of the period that ended by it
     Column("updated_at", UTCDateTime, nullable=False),
-    # Bumped by every UPDATE through SQLAlchemy: the admission checks the standing it keeps per
-    # tenant against it, inside its own statement (storage/metering.py).
-    Column("revision", BigInteger, nullable=False, server_default=text("1"), onupdate=text("revision + 1")),
+    # A new random token on every INSERT and UPDATE through SQLAlchemy: the admission checks the
+    # standing it keeps per tenant against it, inside its own statement (storage/metering.py). Random,
+    # not a counter, so that no token repeats across a restore, a failover or a recreated database,
+    # and no standing kept by a process survives a database it did not come from.
+    Column("revision", BigInteger, nullable=False, server_default=text("1"), default=lambda: new_revision(),
+           onupdate=lambda: new_revision()),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
 )
+
+def new_revision() -> int:
+    """A subscription's revision token: random, 62 bits, so that none is ever issued twice."""
+    return secrets.randbits(62) + 2
+
 
 # Billable sessions per tenant and period (the trial is one period), kept incrementally (R3).
 usage_counters = Table(
@@ -82,6 +92,10 @@ usage_counters = Table(
     Column("tenant_id", String(64), nullable=False),
     Column("period", String(32), nullable=False),  # "trial", or the paid period's start
     Column("billable_sessions", BigInteger, nullable=False),
+    # The subscription revision this row was last counted under after a fresh read, or NULL once a
+    # writer changed what admission depends on (a trigger, migration 0007): PostgreSQL's one-statement
+    # admission counts only while it equals the revision it kept, checked on the row's latest version.
+    Column("checked_revision", BigInteger),
     PrimaryKeyConstraint("tenant_id", "period"),
 )
 
@@ -168,6 +182,7 @@ idempotency_keys = Table(
     Column("body", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("principal", "key"),
+    Index("ix_idempotency_keys_created_at", "created_at"),  # the worker deletes expired keys by it
 )
 
 # Invoices of paid plans: the first at checkout, one at each period's start, one per immediate
@@ -343,6 +358,16 @@ test_clock = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("now", UTCDateTime, nullable=False),
+)
+
+# Leases: one holder per tenant at a time across processes, for what SQLite cannot lock by row
+# (storage/leases.py): provider webhooks of one tenant are applied one at a time.
+tenant_leases = Table(
+    "tenant_leases",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("holder", String(32), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )
 
 # The notices of R14, one row each: the unique (tenant, key) is what makes one go out once. The

@@ -1,7 +1,7 @@
 """web sessions: login links' single-use codes and the Billing tab's server-side sessions
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03 15:30:00
 """
 
@@ -12,7 +12,7 @@ from agentbilling.storage.types import UTCDateTime
 
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
