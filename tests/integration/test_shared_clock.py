@@ -44,7 +44,8 @@ def served(settings: Settings) -> Iterator[httpx.Client]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "AGENTBILLING_DATABASE_URL": settings.database_url, "AGENTBILLING_TEST_CLOCK": "1",
-           "AGENTBILLING_OPERATOR_KEY": OPERATOR_KEY, "AGENTBILLING_SECRET_KEY": "test-secret-key"}
+           "AGENTBILLING_OPERATOR_KEY": OPERATOR_KEY,
+           "AGENTBILLING_SECRET_KEY": "test-secret-key-" + "k" * 32}  # serve takes 32 characters or more
     proc = subprocess.Popen([sys.executable, "-m", "agentbilling.cli", "serve", "--port", str(port), "--no-worker"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
