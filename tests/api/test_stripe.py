@@ -517,3 +517,27 @@ def test_finding_10_a_malformed_signed_stripe_event_is_400(client, standin, acme
     body = _json.dumps(event)
     r = client.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body, SECRET)})
     assert_problem(r, 400, "invalid-signature")
+
+
+def test_an_upgrades_extras_are_billed_once_when_stripes_webhook_splits_the_period_first(client, standin, billing,
+                                                                                       acme, monkeypatch):
+    """The change's webhook is applied before the request writes its own split (found by a random
+    history on PostgreSQL): the old segment is closed by the change's invoice item, not again by
+    the renewal."""
+    subscribe(client, standin, acme, "mini")
+    fill(client, acme, "s", 3)
+    advance(client, seconds=14 * 86400)
+    real = billing.lifecycle.provider.change_now
+
+    def webhook_first(subscription_id, plan):
+        facts = real(subscription_id, plan)
+        standin.wait_for_webhooks()  # customer.subscription.updated applied: the plan changed here
+        return facts
+
+    monkeypatch.setattr(billing.lifecycle.provider, "change_now", webhook_first)
+    assert change_plan(client, acme, "maxi", "immediately").status_code == 200
+    advance(client, to=FEB_28)
+    standin.wait_for_webhooks()
+    extras = [x["amount"]["amount"] for i in invoices(client, acme) if i["status"] != "void"
+              for x in i["lines"] if "beyond" in x["description"]]
+    assert extras == [200]  # Mini's half: 3 sessions, 1 included; on the change's invoice, once

@@ -241,6 +241,23 @@ class Lifecycle:
             self.provider.final_invoice(customer, subscription_id, lines[0][2], [(a, d) for a, d, _ in lines],
                                         f"final-{subscription_id}")
 
+    def _split_by_change(self, conn: Any, tenant_id: str, period: Period, old: Plan, new: Plan, moment: datetime,
+                         counter: int, closed_by: str) -> None:
+        """`_split` for an immediate change the provider made (Stripe), whose extras went on its
+        invoice as counted at the request (`counter`). The provider's webhook may have split the
+        segments already (at the same moment, with the counter as it read it): then that split is
+        set to this counter and the old segment closed, so its extras are billed once."""
+        segs = self.book.segments(conn, tenant_id, period, old)
+        running = self.book.running(conn, tenant_id, period, old)
+        before = next((s for s in reversed(segs) if s.end == moment and s.plan.id == old.id), None)
+        if running.plan.id == new.id and running.start == moment and before is not None:
+            if before.closed_by is None:
+                self.book.put(conn, tenant_id, dataclasses.replace(
+                    before, units=max(0, counter - before.units_at_start), closed_by=closed_by))
+                self.book.put(conn, tenant_id, dataclasses.replace(running, units_at_start=counter))
+            return
+        self._split(conn, tenant_id, period, old, new, moment, counter, closed_by)
+
     def _split(self, conn: Any, tenant_id: str, period: Period, old: Plan, new: Plan, moment: datetime, counter: int,
                closed_by: str | None) -> None:
         """The period's running segment ends at `moment` (closed by `closed_by`, if given) and the
@@ -455,8 +472,8 @@ class Lifecycle:
                 with self.db.write() as conn:
                     self._row(conn, tenant_id)
                     period, old, counter, _ = split
-                    self._split(conn, tenant_id, period, old, target, now, counter,
-                                items[0] if items else ledger.NOTHING_BEYOND)
+                    self._split_by_change(conn, tenant_id, period, old, target, now, counter,
+                                          items[0] if items else ledger.NOTHING_BEYOND)
             self._apply_subscription_facts(facts, now)
         if to_pay is not None:
             self._pay_change(tenant_id, *to_pay, now)
