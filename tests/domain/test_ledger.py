@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from agentbilling.catalog import load_catalog
 from agentbilling.domain import ledger
+from agentbilling.domain.invoicing import InvoiceLine
 from agentbilling.domain.ledger import Segment, Step
 from agentbilling.domain.money import Money
 from agentbilling.domain.periods import Period, add_months, period_at
@@ -180,8 +181,6 @@ class Books(RuleBasedStateMachine):
                     fee = ledger.change_fee(self.sub.plan, new, period, moment)
                     self.fees[period.start] += fee
                     if fee > 0:
-                        from agentbilling.domain.invoicing import InvoiceLine
-
                         draft, self.credits = ledger.with_credit([InvoiceLine("c", 1, fee, fee)], new.price.currency,
                                                                  self.credits)
                         self._invoice(period, draft, "proration")

@@ -23,9 +23,11 @@ class Book:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
 
-    def counter(self, conn: Any, tenant_id: str, period: Period) -> int:
+    def counter(self, conn: Any, tenant_id: str, period: Period | str) -> int:
+        """Billable sessions counted in a period (or under a counter's key, e.g. the trial's)."""
+        key = period if isinstance(period, str) else period.key
         value = conn.execute(select(usage_counters.c.billable_sessions).where(
-            usage_counters.c.tenant_id == tenant_id, usage_counters.c.period == period.key)).scalar_one_or_none()
+            usage_counters.c.tenant_id == tenant_id, usage_counters.c.period == key)).scalar_one_or_none()
         return value or 0
 
     def segments(self, conn: Any, tenant_id: str, period: Period, plan: Plan) -> list[Segment]:
@@ -36,8 +38,20 @@ class Book:
                             .order_by(s.start_at)).mappings().all()
         if not rows:
             return [ledger.opened(period, plan, period.start, 0)]
-        return [Segment(period, self.catalog.get(r["plan_id"]) or plan, r["start_at"], r["units_at_start"],
-                        r["end_at"], r["units"], r["closed_by"]) for r in rows]
+        return [self._segment(r, period, plan) for r in rows]
+
+    def closed_by(self, conn: Any, tenant_id: str, invoice_id: str) -> list[Segment]:
+        """The segments an invoice closed, in time order (of plans still in the catalog)."""
+        s = segments.c
+        rows = conn.execute(select(segments).where(s.tenant_id == tenant_id, s.closed_by == invoice_id)
+                            .order_by(s.start_at)).mappings().all()
+        return [self._segment(r, Period(r["period_start"], r["period_end"], 0), None) for r in rows
+                if self.catalog.get(r["plan_id"]) is not None]
+
+    def _segment(self, r: Mapping[str, Any], period: Period, plan: Plan | None) -> Segment:
+        found = self.catalog.get(r["plan_id"]) or plan
+        assert found is not None
+        return Segment(period, found, r["start_at"], r["units_at_start"], r["end_at"], r["units"], r["closed_by"])
 
     def running(self, conn: Any, tenant_id: str, period: Period, plan: Plan) -> Segment:
         """The period's segment that has not ended."""

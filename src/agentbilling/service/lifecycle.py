@@ -61,13 +61,11 @@ from agentbilling.storage.leases import tenant_lease
 from agentbilling.storage.rows import subscription_from_row, SUBSCRIPTION_COLUMNS, terms_to_json
 from agentbilling.storage.tables import (
     demo_requests,
-    segments,
     invoices,
     provider_commands,
     provider_events,
     subscriptions,
     tenants,
-    usage_counters,
 )
 
 log = logging.getLogger(__name__)
@@ -220,23 +218,15 @@ class Lifecycle:
                                   InvoiceDraft(currency, (line,)), now, now, now, subscription_id, to_charge=False)
 
     def _invoice_final_at_provider(self, tenant_id: str, subscription_id: str) -> None:
-        marker = f"final:{subscription_id}"
         with self.db.read() as conn:
             customer = conn.execute(select(subscriptions.c.provider_customer)
                                     .where(subscriptions.c.tenant_id == tenant_id)).scalar()
-            rows = conn.execute(select(segments).where(segments.c.tenant_id == tenant_id,
-                                                       segments.c.closed_by == marker)
-                                .order_by(segments.c.start_at)).mappings().all()
+            closed = self.book.closed_by(conn, tenant_id, f"final:{subscription_id}")
         lines = []
-        for r in rows:
-            plan = self.catalog.get(r["plan_id"])
-            if plan is None or plan.overage_price is None:
-                continue
-            seg = ledger.Segment(Period(r["period_start"], r["period_end"], 0), plan, r["start_at"],
-                                 r["units_at_start"], r["end_at"], r["units"], r["closed_by"])
+        for seg in closed:
             line = ledger.extras_line(seg)
-            if line is not None:
-                lines.append((line.amount, line.description, plan.overage_price.currency))
+            if line is not None and seg.plan.overage_price is not None:
+                lines.append((line.amount, line.description, seg.plan.overage_price.currency))
         if lines and customer:
             self.provider.final_invoice(customer, subscription_id, lines[0][2], [(a, d) for a, d, _ in lines],
                                         f"final-{subscription_id}")
@@ -340,11 +330,6 @@ class Lifecycle:
         c = invoices.c
         conn.execute(update(invoices).where(c.tenant_id == tenant_id, c.status == "open").values(next_attempt_at=None))
 
-    def _used(self, conn: Any, tenant_id: str, counter: str) -> int:
-        value = conn.execute(select(usage_counters.c.billable_sessions).where(
-            usage_counters.c.tenant_id == tenant_id, usage_counters.c.period == counter)).scalar_one_or_none()
-        return value or 0
-
     def _offered(self, tenant_id: str, plan_id: object) -> Plan:
         if not isinstance(plan_id, str) or not plan_id:
             raise InvalidInput("plan_id must be the id of a plan.")
@@ -400,7 +385,7 @@ class Lifecycle:
             raise InvalidInput("The base session limit cannot be above the highest session limit.")
         with self.db.write() as conn:
             sub, row = self._load_for_write(conn, tenant_id, now)
-            started = start_plan(sub, plan, now, used=self._used(conn, tenant_id, TRIAL_COUNTER), offline=True)
+            started = start_plan(sub, plan, now, used=self.book.counter(conn, tenant_id, TRIAL_COUNTER), offline=True)
             # The plan the provider ran is over: what it left unpaid stays owed but is not retried,
             # its period is closed on a final invoice, and no checkout left open can start another.
             self._stop_retries(conn, tenant_id)
@@ -794,7 +779,7 @@ class Lifecycle:
             if plan is None:
                 log.error("checkout for unknown plan %r ignored", ps.plan_id)
                 return
-            sub = at(start_plan(sub, plan, ps.started_at, used=self._used(conn, ps.tenant_id, TRIAL_COUNTER)), now)
+            sub = at(start_plan(sub, plan, ps.started_at, used=self.book.counter(conn, ps.tenant_id, TRIAL_COUNTER)), now)
             first_end = ps.period_end or add_months(ps.started_at, 1)
             extra = {"terms": None, "provider": self.provider.name, "provider_customer": ps.customer,
                      "provider_subscription": ps.id, "billed_until": first_end,
