@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from itertools import count
 
 import psycopg
@@ -263,3 +264,57 @@ def test_revoked_key_under_a_lock_wait(billing: Billing, second: Billing, hold: 
         assert first + then == [None] * (2 * WAVE), (first, then)
     assert used(billing) == before + sum(r or 0 for r in first + then)
     check_order(answered_while_held, hold, before, None)
+
+
+# The plan's end, written by the worker at its moment: a cancellation that takes effect at the
+# period's end, and a lapse (the period in which a payment failed ends). Admissions queued before
+# the moment are in flight and may count; the worker's write waits for them; every admission
+# answered after the end follows it, on every path.
+def sandbox_tenant(billing: Billing, clock, *, failing_card: bool) -> tuple[str, object]:
+    billing.create_tenant(TENANT, "Acme", "billing@acme.test")
+    key = billing.create_api_key(TENANT).key
+    co = billing.checkout(TENANT, "starter")
+    billing.sandbox_complete_checkout(co.id, "4242424242424242")
+    if failing_card:
+        billing.sandbox_add_payment_method(TENANT, "4000000000000341")  # the renewal's charge fails
+        renewal = clock.now().replace(month=2, day=28)
+        clock.set(renewal)
+        billing.run_due()
+        assert billing.billing_view(TENANT).cards[0].badge.value == "Payment issue"
+    else:
+        billing.sandbox_cancel(TENANT)
+    for _ in range(USED):
+        assert billing.open_session_for_key(key, next(ids), agent_id="a", direction="inbound").session is not None
+    period = billing.metering.standing_and_usage(TENANT, billing.now())[1]
+    assert period.period is not None
+    return key, period.period.end
+
+
+def run_the_end(billing: Billing, second: Billing, hold: CounterHold, clock, admit, key: str, ends_at) -> None:
+    before = used(billing)
+
+    def end() -> None:
+        clock.set(ends_at + timedelta(minutes=1))
+        billing.run_due()
+
+    answered_while_held, first, then = Race(billing, second, key, hold, admit).run(end)
+    assert not answered_while_held  # the worker's write waited for the admissions ahead of it
+    assert then == [0] * WAVE, then  # answered after the end: all refused, none counted
+    counts = [n for n, _ in hold.log()]  # the ended period's row, in the order it was taken
+    assert max(counts, default=before) == before + sum(first), counts
+    assert billing.billing_view(TENANT).cards[0].badge.value not in ("Active subscription", "Payment issue")
+
+
+@pytest.mark.parametrize("admit", PATHS)
+def test_cancellation_at_the_period_end_under_a_lock_wait(billing: Billing, second: Billing, hold: CounterHold,
+                                                            clock, admit) -> None:
+    key, ends_at = sandbox_tenant(billing, clock, failing_card=False)
+    admit(billing, second, key)
+    run_the_end(billing, second, hold, clock, admit, key, ends_at)
+
+
+@pytest.mark.parametrize("admit", PATHS)
+def test_lapse_under_a_lock_wait(billing: Billing, second: Billing, hold: CounterHold, clock, admit) -> None:
+    key, ends_at = sandbox_tenant(billing, clock, failing_card=True)
+    admit(billing, second, key)
+    run_the_end(billing, second, hold, clock, admit, key, ends_at)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from agentbilling.service import clocks
 from agentbilling.service.facade import Billing
 from agentbilling.service.worker import Worker
-from agentbilling.storage.tables import invoices, provider_events, sandbox_charges, sandbox_events
+from agentbilling.storage.tables import invoices, provider_events, sandbox_charges, sandbox_events, subscriptions
 from tests.conftest import START
 
 CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "agentbilling"
@@ -157,3 +157,26 @@ def test_agentbilling_worker_once_runs_a_pass_and_exits(database_url: str, billi
     assert done.returncode == 0, done.stderr
     assert "a pass every" in done.stdout
     assert renewals(billing) == 1
+
+
+def test_a_tenant_in_a_payment_failure_is_revisited_only_when_something_is_due(billing: Billing):
+    """Finding 8 of issue 13: a failed renewal used to make every later pass rewrite the tenant."""
+    billing.create_tenant("acme", "Acme", "billing@acme.test")
+    co = billing.checkout("acme", "starter")
+    billing.sandbox_complete_checkout(co.id, "4242424242424242")
+    billing.sandbox_add_payment_method("acme", "4000000000000341")  # its charges fail
+    assert billing.lifecycle.run_due(FEB_28) == 1  # the renewal, whose charge fails
+    assert billing.billing_view("acme").cards[0].badge.value == "Payment issue"
+
+    def revision() -> int:
+        with billing.db.read() as conn:
+            return conn.execute(select(subscriptions.c.revision).where(subscriptions.c.tenant_id == "acme")).scalar_one()
+
+    before = revision()
+    for hours in (1, 30, 200):  # retries come and fail; nothing about the plan itself is due
+        assert billing.lifecycle.run_due(FEB_28 + timedelta(hours=hours)) == 0
+    assert revision() == before
+    # The period the failure fell in ends: the plan lapses (R10), in the pass that reaches it.
+    lapse = billing.lifecycle.run_due(START.replace(month=3, day=31))
+    assert lapse == 1
+    assert billing.billing_view("acme").cards[0].badge.value != "Active subscription"

@@ -914,8 +914,10 @@ class Lifecycle:
         self.provider.deliver_pending()
         c = subscriptions.c
         with self.db.read() as conn:
+            # A payment failure adds nothing due of its own: its retries are the invoices' (`collect`),
+            # and the lapse it brings falls at the end of the period, which `billed_until` marks (R10).
             tenants = conn.execute(select(c.tenant_id).where(c.status == Status.ACTIVE.value, or_(
-                c.pending_at <= now, c.cancel_at <= now, c.billed_until <= now, c.payment_failed_at.is_not(None),
+                c.pending_at <= now, c.cancel_at <= now, c.billed_until <= now,
             ))).scalars().all()
         for tenant_id in tenants:
             self._advance_tenant(tenant_id, now)
