@@ -363,7 +363,7 @@ def settings_for(url: str, synchronous: str = "NORMAL"):
 
 def connect_service(url: str, synchronous: str = "NORMAL", *, upgrade: bool = False):
     from agentbilling.clock import SystemClock
-    from agentbilling.service.facade import connect
+    from agentbilling.client import connect
 
     return connect(settings_for(url, synchronous), clock=SystemClock(), upgrade=upgrade)
 

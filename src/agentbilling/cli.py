@@ -51,7 +51,7 @@ def _connect(settings: Settings):
     migrations."""
     import time
 
-    from agentbilling.service.facade import connect
+    from agentbilling.client import connect
     from agentbilling.storage.db import unreachable
 
     pause = 1.0
@@ -75,7 +75,7 @@ def _serve(service, host: str, port: int, worker: bool = True) -> None:
     import uvicorn
 
     from agentbilling.api.app import create_app
-    from agentbilling.service.worker import Worker
+    from agentbilling.worker import Worker
 
     background = Worker(service, service.settings.worker_interval).start() if worker else None
     try:
@@ -107,7 +107,7 @@ def worker_command(
 ) -> None:
     """Apply what comes due (renewals, charges, scheduled changes), pass after pass, every
     AGENTBILLING_WORKER_INTERVAL seconds. Several may run on one PostgreSQL database."""
-    from agentbilling.service.worker import Worker
+    from agentbilling.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from agentbilling.api import idempotency
-from agentbilling.service.facade import Billing
-from agentbilling.service.worker import Worker
-from agentbilling.storage.idempotency import IdempotencyStore
+from agentbilling.client import Billing
+from agentbilling.worker import Worker
+from agentbilling.storage.repositories.idempotency import IdempotencyStore
 from agentbilling.storage.tables import idempotency_keys
 from tests.conftest import operator_headers
 from tests.helpers import open_session, setup_tenant

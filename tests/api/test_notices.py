@@ -135,7 +135,7 @@ def test_a_pass_writes_only_notices_that_are_new(client, acme, billing):
 
 
 def test_with_billing_off_no_reminders_are_made(settings, clock):
-    from agentbilling.service.facade import connect
+    from agentbilling.client import connect
     from agentbilling.settings import Settings
 
     b = connect(Settings(**{**settings.model_dump(), "billing_enabled": False}), clock=clock, upgrade=False)

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agentbilling.api.app import create_app
-from agentbilling.service.facade import connect
+from agentbilling.client import connect
 from agentbilling.settings import Settings
 from tests.api.support import add_user, assert_problem, card, put_on_plan, set_limit, view
 from tests.conftest import OPERATOR_KEY, operator_headers

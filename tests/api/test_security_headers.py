@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agentbilling.api.app import create_app
-from agentbilling.service.facade import connect
+from agentbilling.client import connect
 from agentbilling.settings import Settings
 from tests.api.support import add_user
 from tests.api.test_billing_page import _csrf, _login

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from agentbilling.service.sandbox import SandboxProvider
+from agentbilling.payments.sandbox.provider import SandboxProvider
 from tests.api.support import add_user, card
 from tests.api.test_portal_pages import csrf_of, portal_path, subscribed
 from tests.conftest import operator_headers
@@ -54,7 +54,7 @@ def test_finding_5_the_link_of_a_user_who_keeps_their_rights_still_works(client)
 
 def test_finding_5_an_expired_portal_link_opens_nothing(client, monkeypatch):
     acme, portal, _ = admin_portal(client)
-    monkeypatch.setattr("agentbilling.service.sandbox.PORTAL_LINK_SECONDS", -1)
+    monkeypatch.setattr("agentbilling.payments.sandbox.provider.PORTAL_LINK_SECONDS", -1)
     assert client.get(portal).status_code == 404
 
 

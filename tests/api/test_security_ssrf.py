@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from agentbilling.service import destinations
-from agentbilling.service.webhooks_out import emit
+from agentbilling.delivery import destinations
+from agentbilling.delivery.webhooks_out import emit
 from agentbilling.settings import Settings
 from tests.api.support import assert_problem
 from tests.conftest import operator_headers
@@ -87,7 +87,7 @@ def test_finding_7_delivery_connects_to_the_address_it_checked(billing, receiver
 
 
 def test_finding_7_allow_private_lets_local_endpoints_through(settings, clock, receiver):  # noqa: F811
-    from agentbilling.service.facade import connect
+    from agentbilling.client import connect
     allowed = connect(Settings(**{**settings.model_dump(), "webhook_allow_private": True}), clock=clock,
                       upgrade=False)
     try:

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agentbilling.api.app import create_app
-from agentbilling.service.facade import connect
+from agentbilling.client import connect
 from tests.api.support import (
     LIMIT_ALMOST,
     LIMIT_REACHED,

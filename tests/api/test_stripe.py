@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from agentbilling.api.app import create_app
 from agentbilling.clock import TestClock
-from agentbilling.service.facade import Billing, connect
+from agentbilling.client import Billing, connect
 from agentbilling.settings import Settings
 from agentbilling.storage.tables import subscriptions
 from tests.api.subscribing import (

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from agentbilling.service import clocks
+from agentbilling.usecases import test_clock as clocks
 from agentbilling.settings import Settings
 from tests.api.support import assert_problem
 from tests.conftest import operator_headers

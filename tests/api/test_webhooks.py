@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from sqlalchemy import func, select
 
 from agentbilling.domain.periods import add_months
-from agentbilling.service.facade import Billing
+from agentbilling.client import Billing
 from agentbilling.storage.tables import provider_events
 from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
     acme,

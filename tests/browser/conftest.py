@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 from agentbilling.api.app import create_app
-from agentbilling.service.facade import Billing
+from agentbilling.client import Billing
 from tests.conftest import LiveServer, operator_headers
 from tests.helpers import TenantAccess, setup_tenant
 

@@ -14,7 +14,7 @@ import threading
 from datetime import datetime
 
 from agentbilling.clock import TestClock
-from agentbilling.service.facade import connect
+from agentbilling.client import connect
 from agentbilling.settings import Settings
 
 

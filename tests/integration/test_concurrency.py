@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from agentbilling.domain.gate import Refusal
-from agentbilling.service.facade import Billing, connect
+from agentbilling.client import Billing, connect
 from tests.conftest import operator_headers
 from tests.helpers import TenantAccess, open_session, setup_tenant
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from agentbilling.api.app import create_app
 from agentbilling.clock import TestClock
-from agentbilling.service.facade import Billing, connect
+from agentbilling.client import Billing, connect
 from agentbilling.settings import Settings
 from tests.conftest import LiveServer
 from tests.db_proxy import DbProxy

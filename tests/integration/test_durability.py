@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from agentbilling.clock import TestClock
-from agentbilling.service.facade import connect
+from agentbilling.client import connect
 from agentbilling.settings import Settings
 from agentbilling.storage.tables import sessions, usage_counters
 from tests.conftest import START

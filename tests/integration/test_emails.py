@@ -18,8 +18,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from agentbilling.clock import TestClock
-from agentbilling.service.facade import Billing, connect
-from agentbilling.service.notices import CLAIM
+from agentbilling.client import Billing, connect
+from agentbilling.usecases.notices import CLAIM
 from agentbilling.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -197,7 +197,7 @@ class _Counting:
 
 def test_two_workers_racing_over_a_thousand_due_emails_send_each_once(settings: Settings, clock: TestClock):
     from agentbilling.domain.notices import Notice, NoticeType
-    from agentbilling.service.notices import record
+    from agentbilling.usecases.notices import record
 
     setup = connect(settings, clock=clock, upgrade=False)
     for t in range(20):
@@ -236,8 +236,8 @@ def test_two_workers_racing_over_a_thousand_due_emails_send_each_once(settings: 
 
 def test_every_notice_type_has_its_own_text_and_html_email():
     from agentbilling.domain.notices import NoticeType
-    from agentbilling.service.mailer import NOTICE_HEADER, build
-    from agentbilling.service.records import NoticeRecord
+    from agentbilling.delivery.email import NOTICE_HEADER, build
+    from agentbilling.usecases.results import NoticeRecord
 
     bodies = set()
     for kind in NoticeType:

@@ -28,7 +28,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from agentbilling.domain.plans import Terms
-from agentbilling.service.facade import Billing, connect
+from agentbilling.client import Billing, connect
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")
 pytestmark = pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: SQLite's write lock is taken at BEGIN")

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from agentbilling.domain.plans import Terms
-from agentbilling.service.facade import Billing
+from agentbilling.client import Billing
 from tests.conftest import START
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")

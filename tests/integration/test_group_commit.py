@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from agentbilling.api import runtime
-from agentbilling.api.group_commit import GroupCommit
+from agentbilling.api.routes import runtime
+from agentbilling.api.gate.group_commit import GroupCommit
 from agentbilling.domain.errors import DomainError, SessionIdReused
 from agentbilling.domain.gate import Refusal
 from agentbilling.domain.metering import Direction
-from agentbilling.service.facade import Billing
-from agentbilling.storage.metering import AdmissionRequest, OpenResult
+from agentbilling.client import Billing
+from agentbilling.storage.gate.metering import AdmissionRequest, OpenResult
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")
 postgres_only = pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only (AGENTBILLING_TEST_DATABASE_URL)")

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from agentbilling.api.app import create_app
 from agentbilling.clock import TestClock
-from agentbilling.service.facade import Billing, connect
+from agentbilling.client import Billing, connect
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database

@@ -6,7 +6,7 @@ import pytest
 
 from agentbilling.domain.errors import InvalidInput
 from agentbilling.domain.plans import Terms
-from agentbilling.storage.idempotency import STALE_AFTER, IdempotencyStore
+from agentbilling.storage.repositories.idempotency import STALE_AFTER, IdempotencyStore
 
 
 def test_terms_with_a_limit_of_zero_are_refused_rather_than_read_as_no_limit(billing, tenant):

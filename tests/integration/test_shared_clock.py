@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from agentbilling.service.facade import Billing, connect
-from agentbilling.service.worker import Worker
+from agentbilling.client import Billing, connect
+from agentbilling.worker import Worker
 from agentbilling.settings import Settings
 from tests.conftest import OPERATOR_KEY, operator_headers
 

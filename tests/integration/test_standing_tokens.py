@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from agentbilling.clock import TestClock
-from agentbilling.service.facade import Billing, connect
+from agentbilling.client import Billing, connect
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database

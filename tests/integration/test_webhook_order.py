@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agentbilling.service.facade import Billing
+from agentbilling.client import Billing
 from agentbilling.storage.db import Database
 from agentbilling.storage.leases import tenant_lease
 

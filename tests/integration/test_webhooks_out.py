@@ -14,8 +14,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from agentbilling.clock import TestClock
-from agentbilling.service.facade import Billing, connect
-from agentbilling.service.webhooks_out import DISABLE_AFTER, RETRY_AFTER, emit
+from agentbilling.client import Billing, connect
+from agentbilling.delivery.webhooks_out import DISABLE_AFTER, RETRY_AFTER, emit
 from agentbilling.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from agentbilling.service import clocks
-from agentbilling.service.facade import Billing
-from agentbilling.service.worker import Worker
+from agentbilling.usecases import test_clock as clocks
+from agentbilling.client import Billing
+from agentbilling.worker import Worker
 from agentbilling.storage.tables import invoices, provider_events, sandbox_charges, sandbox_events, subscriptions
 from tests.conftest import START
 

@@ -18,9 +18,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from agentbilling.domain.notices import Notice, NoticeType
-from agentbilling.service.facade import Billing
-from agentbilling.service.mailer import message_id
-from agentbilling.service.notices import record
+from agentbilling.client import Billing
+from agentbilling.delivery.email import message_id
+from agentbilling.usecases.notices import record
 from agentbilling.settings import Settings
 from tests.integration.test_emails import _free_port
 

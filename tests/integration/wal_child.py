@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 
 from agentbilling.clock import TestClock
-from agentbilling.service.facade import connect
+from agentbilling.client import connect
 from agentbilling.settings import Settings
 
 

@@ -14,15 +14,19 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from agentbilling import __version__
-from agentbilling.api import billing, contract, docs, operator, portal, problems, runtime, web, web_forms, webhooks
-from agentbilling.api.fast_admission import FastAdmission
+from agentbilling.api import contract, docs, problems
+from agentbilling.api.gate.fast_admission import FastAdmission
 from agentbilling.api.guards import RequestGuards
 from agentbilling.api.headers import SecurityHeaders
 from agentbilling.api.idempotency import IdempotencyMiddleware
 from agentbilling.api.responses import StatusOut
-from agentbilling.service.facade import Billing, connect
+from agentbilling.api.routes import billing, operator, runtime, webhooks
+from agentbilling.client import Billing, connect
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
+from agentbilling.web import sandbox_portal as portal
+from agentbilling.web import forms as web_forms
+from agentbilling.web import tab as web
 
 READYZ_SECONDS = 4.0  # /readyz answers within this, ready or not
 

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from agentbilling.api.problems import Problem
-from agentbilling.service.facade import Billing
-from agentbilling.service.records import User
+from agentbilling.client import Billing
+from agentbilling.usecases.results import User
 
 SESSION_COOKIE = "agentbilling_session"
 CSRF_HEADER = "X-CSRF-Token"

@@ -25,7 +25,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentbilling.api.problems import Problem
-from agentbilling.storage.idempotency import IdempotencyStore
+from agentbilling.storage.repositories.idempotency import IdempotencyStore
 
 HEADER = b"idempotency-key"
 # Answers whose fields carry a secret: (path, the fields stored as null).

@@ -14,7 +14,7 @@ from agentbilling.domain.limits import MAX_LIMIT, SessionLimit
 from agentbilling.domain.metering import Session
 from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Plan, Terms
-from agentbilling.service.records import Admission, BillingView, DemoRequest, Invoice, NoticeRecord, Tenant, User
+from agentbilling.usecases.results import Admission, BillingView, DemoRequest, Invoice, NoticeRecord, Tenant, User
 
 LOCALE = "en_US"
 

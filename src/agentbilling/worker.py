@@ -15,8 +15,8 @@ import logging
 import threading
 import time
 
-from agentbilling.service.facade import Billing
-from agentbilling.service.records import PassReport
+from agentbilling.client import Billing
+from agentbilling.usecases.results import PassReport
 
 log = logging.getLogger(__name__)
 

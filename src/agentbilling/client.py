@@ -28,16 +28,17 @@ from agentbilling.domain.limits import SessionLimit
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Catalog, Plan, Terms
 from agentbilling.domain.usage import DayUsage
-from agentbilling.service import clocks, views
-from agentbilling.service.accounts import Accounts
-from agentbilling.service.lifecycle import Lifecycle
-from agentbilling.service.mailer import mailer_for
-from agentbilling.service.notices import NoticeBook
-from agentbilling.service.webhooks_out import Delivery, Endpoint, WebhooksOut
-from agentbilling.service.payments import Checkout, PaymentProvider
-from agentbilling.service.sandbox import PORTAL_LINK_INVALID, SandboxProvider
-from agentbilling.service.stripe_provider import StripeProvider
-from agentbilling.service.records import (
+from agentbilling.usecases import test_clock as clocks
+from agentbilling.usecases import views
+from agentbilling.usecases.accounts import Accounts
+from agentbilling.usecases.lifecycle import Lifecycle
+from agentbilling.delivery.email import mailer_for
+from agentbilling.usecases.notices import NoticeBook
+from agentbilling.delivery.webhooks_out import Delivery, Endpoint, WebhooksOut
+from agentbilling.payments.provider import Checkout, PaymentProvider
+from agentbilling.payments.sandbox.provider import PORTAL_LINK_INVALID, SandboxProvider
+from agentbilling.payments.stripe.provider import StripeProvider
+from agentbilling.usecases.results import (
     Admission,
     BillingView,
     DemoRequest,
@@ -51,14 +52,14 @@ from agentbilling.service.records import (
     User,
     WorkerStatus,
 )
-from agentbilling.service.subscriptions import Subscriptions
-from agentbilling.service.tokens import TokenSigner, hash_api_key
-from agentbilling.service.web_sessions import WebSessions
+from agentbilling.usecases.session_limit import Subscriptions
+from agentbilling.usecases.tokens import TokenSigner, hash_api_key
+from agentbilling.usecases.web_sessions import WebSessions
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database, Timeouts
-from agentbilling.storage.idempotency import IdempotencyStore
-from agentbilling.storage.metering import AdmissionRequest, MeteringStore, OpenResult
+from agentbilling.storage.repositories.idempotency import IdempotencyStore
+from agentbilling.storage.gate.metering import AdmissionRequest, MeteringStore, OpenResult
 
 log = logging.getLogger(__name__)
 

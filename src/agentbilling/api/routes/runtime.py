@@ -13,12 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from agentbilling.api.deps import BillingDep, TenantId, bearer_of, invalid_key
-from agentbilling.api.group_commit import GroupCommit
+from agentbilling.api.gate.group_commit import GroupCommit
 from agentbilling.api.problems import Problem
 from agentbilling.api.responses import AdmissionOut, AdmittedOut, SessionOut
 from agentbilling.api.schemas import MessageIn, OpenSessionIn, admission_json, admitted_json, session_json
-from agentbilling.service.facade import Billing
-from agentbilling.storage.metering import AdmissionRequest
+from agentbilling.client import Billing
+from agentbilling.storage.gate.metering import AdmissionRequest
 
 router = APIRouter(prefix="/v1", tags=["agent runtime"])
 

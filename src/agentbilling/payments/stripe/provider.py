@@ -27,7 +27,7 @@ import stripe
 
 from agentbilling.domain.errors import Conflict, PaymentFailed
 from agentbilling.domain.plans import Catalog, Plan
-from agentbilling.service.payments import (
+from agentbilling.payments.provider import (
     Checkout,
     DraftRenewal,
     InvoiceMirror,

@@ -28,7 +28,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from agentbilling.domain.errors import CardDeclined, Conflict, InvalidInput, NotFound
 from agentbilling.domain.plans import Plan
-from agentbilling.service.payments import (
+from agentbilling.payments.provider import (
     ChargeState,
     Checkout,
     InvoiceFacts,

@@ -42,12 +42,12 @@ from agentbilling.domain.subscription import (
     with_change_applied,
     with_payment_failed,
 )
-from agentbilling.service import notices
-from agentbilling.service.cursors import newest_first
-from agentbilling.service.ledger import Book, amounts_text
-from agentbilling.service.webhooks_out import emit, subscription_data
-from agentbilling.service.records import DemoRequest, Invoice
-from agentbilling.service.payments import (
+from agentbilling.usecases import notices
+from agentbilling.usecases.cursors import newest_first
+from agentbilling.storage.repositories.ledger import Book, amounts_text
+from agentbilling.delivery.webhooks_out import emit, subscription_data
+from agentbilling.usecases.results import DemoRequest, Invoice
+from agentbilling.payments.provider import (
     Checkout,
     ChargeState,
     DraftRenewal,

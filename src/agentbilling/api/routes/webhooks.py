@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from agentbilling.api.deps import BillingDep
 from agentbilling.api.problems import Problem
 from agentbilling.api.responses import StatusOut
-from agentbilling.service.payments import WebhookRejected
+from agentbilling.payments.provider import WebhookRejected
 
 router = APIRouter(tags=["webhooks"])
 

@@ -23,11 +23,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from agentbilling.domain.notices import Notice, due_notices, notices_due_after
 from agentbilling.domain.plans import Catalog
 from agentbilling.domain.subscription import Status, Subscription, standing
-from agentbilling.service import claims
-from agentbilling.service.cursors import newest_first
-from agentbilling.service.mailer import Mailer, build
-from agentbilling.service.records import Backlog, NoticeRecord
-from agentbilling.service.webhooks_out import emit
+from agentbilling.delivery import claims
+from agentbilling.usecases.cursors import newest_first
+from agentbilling.delivery.email import Mailer, build
+from agentbilling.usecases.results import Backlog, NoticeRecord
+from agentbilling.delivery.webhooks_out import emit
 from agentbilling.storage.db import Database
 from agentbilling.storage.types import UTCDateTime
 from agentbilling.storage.rows import SUBSCRIPTION_COLUMNS, subscription_from_row

@@ -14,10 +14,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from agentbilling.api.billing import base_url
+from agentbilling.api.routes.billing import base_url
 from agentbilling.api.deps import BillingDep
-from agentbilling.api.pages import page
-from agentbilling.api.web import (
+from agentbilling.web.rendering import page
+from agentbilling.web.tab import (
     CsrfField,
     PageRefused,
     back_to_tab,
@@ -28,8 +28,8 @@ from agentbilling.api.web import (
     tab_context,
 )
 from agentbilling.domain.errors import DomainError
-from agentbilling.service.facade import Billing
-from agentbilling.service.records import User
+from agentbilling.client import Billing
+from agentbilling.usecases.results import User
 
 router = APIRouter(tags=["billing tab"])
 

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentbilling.api import problems
-from agentbilling.api.runtime import admit
+from agentbilling.api.routes.runtime import admit
 from agentbilling.domain.errors import DomainError
 from agentbilling.storage.db import unreachable
 

@@ -28,9 +28,10 @@ from standardwebhooks.webhooks import Webhook
 
 from agentbilling.domain.errors import InvalidInput, NotFound
 from agentbilling.domain.subscription import Subscription
-from agentbilling.service import claims, destinations
-from agentbilling.service.cursors import newest_first
-from agentbilling.service.records import Backlog
+from agentbilling.delivery import claims
+from agentbilling.delivery import destinations
+from agentbilling.usecases.cursors import newest_first
+from agentbilling.usecases.results import Backlog
 from agentbilling.storage.db import Database
 from agentbilling.storage.types import UTCDateTime
 from agentbilling.storage.tables import webhook_deliveries, webhook_endpoints, webhook_events

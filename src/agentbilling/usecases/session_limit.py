@@ -11,9 +11,9 @@ from agentbilling.domain.card import session_limit_card
 from agentbilling.domain.limits import validate_limit
 from agentbilling.domain.plans import Catalog, Plan
 from agentbilling.domain.subscription import Subscription
-from agentbilling.service.webhooks_out import emit
+from agentbilling.delivery.webhooks_out import emit
 from agentbilling.storage.db import Database
-from agentbilling.storage.metering import MeteringStore
+from agentbilling.storage.gate.metering import MeteringStore
 from agentbilling.storage.tables import subscriptions
 
 

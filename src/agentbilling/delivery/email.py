@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from agentbilling.service.records import NoticeRecord
+from agentbilling.usecases.results import NoticeRecord
 
 NOTICE_HEADER = "X-Agentbilling-Notice"
 _templates = Environment(loader=FileSystemLoader(Path(__file__).with_name("email_templates")),

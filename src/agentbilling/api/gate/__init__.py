@@ -1,0 +1,1 @@
+"""The ASGI fast path for POST /v1/sessions and its group commit, built in the lifespan."""

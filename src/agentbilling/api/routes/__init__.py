@@ -1,0 +1,1 @@
+"""The JSON routes, one module per caller: operator, agent runtime, billing, provider webhooks."""

@@ -1,0 +1,1 @@
+"""What leaves the service: notice emails, webhooks out, and the claiming of due rows."""

@@ -1,0 +1,1 @@
+"""Payment providers: the protocol and its facts (provider.py), the sandbox and Stripe."""

@@ -1,0 +1,1 @@
+"""The sandbox payment provider and its secure billing portal's pages."""

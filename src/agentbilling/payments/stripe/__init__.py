@@ -1,0 +1,1 @@
+"""Stripe as the payment provider, through the official SDK."""
