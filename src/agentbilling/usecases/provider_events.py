@@ -41,10 +41,7 @@ def receive(billing: Billing, body: bytes, headers: Mapping[str, str], clock: Ca
     """
     now = clock()
     note = billing.provider.verify(body, headers)
-    with billing.db.read() as conn:
-        seen = conn.execute(select(provider_events.c.event_id).where(
-            provider_events.c.provider == billing.provider.name, provider_events.c.event_id == note.id)).first()
-    if seen:
+    if _seen(billing, note):
         return "duplicate"
     created = billing.mode.event_created(note)
     named = _named(billing, note, created)
@@ -82,6 +79,14 @@ def _store_and_apply(billing: Billing, note: Notification, tenant_id: str, body:
                 now, named = clock(), _named(billing, note, created)
             outcome = _apply(billing, conn, note, tenant_id, named, now)
     return now, named, outcome
+
+
+def _seen(billing: Billing, note: Notification) -> bool:
+    """The event is in the inbox already."""
+    with billing.db.read() as conn:
+        seen = conn.execute(select(provider_events.c.event_id).where(
+            provider_events.c.provider == billing.provider.name, provider_events.c.event_id == note.id)).first()
+    return seen is not None
 
 
 def _store_event(billing: Billing, conn: Any, note: Notification, tenant_id: str | None, body: bytes,
