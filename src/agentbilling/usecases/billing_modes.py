@@ -23,7 +23,8 @@ from agentbilling.usecases.subscriptions import save, stored
 
 
 class WeBill:
-    """agentbilling renews each period, invoices it and charges the invoices; the provider charges."""
+    """agentbilling renews each period, invoices it and says when to charge; the provider (the
+    sandbox) carries the charges out."""
 
     def bills(self, row: Mapping[str, Any]) -> bool:
         """agentbilling invoices this plan itself: a running plan through the provider, not an offline deal."""

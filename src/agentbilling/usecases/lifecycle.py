@@ -27,7 +27,8 @@ from agentbilling.usecases.results import DemoRequest, Invoice
 
 class Lifecycle:
     def __init__(self, db: Database, catalog: Catalog, provider: PaymentProvider, *, grace: timedelta) -> None:
-        self.billing = Billing(db, catalog, provider, mode_of(provider), grace, Book(catalog))
+        self.billing = Billing(db=db, catalog=catalog, provider=provider, mode=mode_of(provider), grace=grace,
+                               book=Book(catalog))
 
     @property
     def provider(self) -> PaymentProvider:
