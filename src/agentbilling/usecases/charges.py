@@ -16,13 +16,13 @@ from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import Status, Subscription, next_retry
 from agentbilling.storage.tables import invoices
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.provider_commands import command
 from agentbilling.usecases.segments import split
 from agentbilling.usecases.subscriptions import load_for_write, save, with_payment_state
 
 
-def charge_answered(billing: Billing, conn: Any, tenant_id: str, invoice_id: str, paid_at: datetime | None,
+def charge_answered(billing: PaidPlans, conn: Any, tenant_id: str, invoice_id: str, paid_at: datetime | None,
                     first_failed_at: datetime | None, failures: int, now: datetime) -> None:
     """A charge of the invoice answered (its webhook, or the request that made it): paid at
     `paid_at`, or failed `failures` times since `first_failed_at`."""
@@ -47,7 +47,7 @@ def charge_answered(billing: Billing, conn: Any, tenant_id: str, invoice_id: str
     save(billing, conn, with_payment_state(billing, conn, sub, row["provider_subscription"]), now, row)
 
 
-def settle_change(billing: Billing, conn: Any, sub: Subscription, row: Mapping[str, Any], inv: Mapping[str, Any],
+def settle_change(billing: PaidPlans, conn: Any, sub: Subscription, row: Mapping[str, Any], inv: Mapping[str, Any],
                   paid_at: datetime | None, now: datetime) -> None:
     """An upgrade's invoice answered: paid, the change is made as of when it was asked; failed,
     nothing changes, the invoice is voided and no payment issue follows (R8)."""
@@ -78,7 +78,7 @@ def settle_change(billing: Billing, conn: Any, sub: Subscription, row: Mapping[s
                 {k: v for k, v in credits.items() if v})
 
 
-def make_change(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscription, target: Plan,
+def make_change(billing: PaidPlans, conn: Any, row: Mapping[str, Any], sub: Subscription, target: Plan,
                 moment: datetime, counter: int, invoice_id: str, credits: dict[str, int]) -> None:
     """The change in force from `moment`: the running segment ends there, closed by
     `invoice_id`, and the new plan's begins; limits recalculated (R8)."""

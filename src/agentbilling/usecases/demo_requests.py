@@ -10,13 +10,13 @@ from sqlalchemy import insert, select
 
 from agentbilling.domain.errors import InvalidInput
 from agentbilling.storage.tables import demo_requests
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.cursors import newest_first
 from agentbilling.usecases.results import DemoRequest
 from agentbilling.usecases.subscriptions import offered
 
 
-def request_demo(billing: Billing, tenant_id: str, plan_id: object, user_id: str | None, message: object,
+def request_demo(billing: PaidPlans, tenant_id: str, plan_id: object, user_id: str | None, message: object,
                  now: datetime) -> DemoRequest:
     plan = offered(billing, tenant_id, plan_id)
     if not plan.enterprise:
@@ -29,6 +29,6 @@ def request_demo(billing: Billing, tenant_id: str, plan_id: object, user_id: str
     return req
 
 
-def list_demo_requests(billing: Billing, cursor: str | None, limit: int) -> tuple[list[DemoRequest], str | None]:
+def list_demo_requests(billing: PaidPlans, cursor: str | None, limit: int) -> tuple[list[DemoRequest], str | None]:
     return newest_first(billing.db, select(demo_requests), demo_requests.c.created_at, demo_requests.c.id, cursor,
                         limit, lambda r: DemoRequest(**r._mapping), lambda d: (d.created_at, d.id))

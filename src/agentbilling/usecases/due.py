@@ -10,12 +10,12 @@ from sqlalchemy import func, or_, select, update
 from agentbilling.domain.errors import NotFound
 from agentbilling.domain.subscription import Status
 from agentbilling.storage.tables import invoices, subscriptions
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.provider_commands import run_commands
 from agentbilling.usecases.subscriptions import load_for_write, stored
 
 
-def run_due(billing: Billing, now: datetime) -> int:
+def run_due(billing: PaidPlans, now: datetime) -> int:
     """Apply everything due by `now`: deliver the provider's pending events, store what time did
     to each subscription, renew the periods that began, and charge the invoices due. Returns
     how many subscriptions had something due."""
@@ -35,7 +35,7 @@ def run_due(billing: Billing, now: datetime) -> int:
     return len(tenants)
 
 
-def due_count(billing: Billing, now: datetime) -> int:
+def due_count(billing: PaidPlans, now: datetime) -> int:
     """Subscriptions with something time has made due and no worker has written yet."""
     c = subscriptions.c
     with billing.db.read() as conn:
@@ -44,7 +44,7 @@ def due_count(billing: Billing, now: datetime) -> int:
             c.status == Status.ACTIVE.value, or_(c.pending_at <= now, c.cancel_at <= now, renewals))).scalar() or 0
 
 
-def _advance_tenant(billing: Billing, tenant_id: str, now: datetime) -> None:
+def _advance_tenant(billing: PaidPlans, tenant_id: str, now: datetime) -> None:
     """Store what time did to one subscription: its steps with their invoices (renewals.catch_up)."""
     with billing.db.write() as conn:
         try:
@@ -53,7 +53,7 @@ def _advance_tenant(billing: Billing, tenant_id: str, now: datetime) -> None:
             return
 
 
-def end_lapsed_at_provider(billing: Billing) -> None:
+def end_lapsed_at_provider(billing: PaidPlans) -> None:
     """A plan that ended unpaid (R10) is ended at a provider that renews by itself, so that it
     stops charging; once (billed_until is cleared when done)."""
     c = subscriptions.c
@@ -69,7 +69,7 @@ def end_lapsed_at_provider(billing: Billing) -> None:
             conn.execute(update(subscriptions).where(c.tenant_id == tenant_id).values(billed_until=None))
 
 
-def next_due(billing: Billing, after: datetime) -> datetime | None:
+def next_due(billing: PaidPlans, after: datetime) -> datetime | None:
     """The earliest moment after `after` at which `run_due` has something to do."""
     c = subscriptions.c
     moments: list[datetime] = []

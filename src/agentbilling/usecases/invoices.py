@@ -15,7 +15,7 @@ from agentbilling.domain.errors import NotFound
 from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
 from agentbilling.domain.money import Money
 from agentbilling.storage.tables import invoices
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.cursors import newest_first
 from agentbilling.usecases.results import Invoice
 
@@ -53,14 +53,14 @@ def add_invoice(conn: Any, tenant_id: str, invoice_id: str, kind: str, draft: In
     return True
 
 
-def list_invoices(billing: Billing, tenant_id: str, cursor: str | None,
+def list_invoices(billing: PaidPlans, tenant_id: str, cursor: str | None,
                   limit: int) -> tuple[list[Invoice], str | None]:
     return newest_first(billing.db, select(invoices).where(invoices.c.tenant_id == tenant_id),
                         invoices.c.created_at, invoices.c.id, cursor, limit, lambda r: _invoice(r._mapping),
                         lambda i: (i.created_at, i.id))
 
 
-def read_invoice(billing: Billing, tenant_id: str, invoice_id: str) -> Invoice:
+def read_invoice(billing: PaidPlans, tenant_id: str, invoice_id: str) -> Invoice:
     with billing.db.read() as conn:
         row = conn.execute(select(invoices).where(invoices.c.tenant_id == tenant_id, invoices.c.id == invoice_id)) \
             .mappings().first()
@@ -69,13 +69,13 @@ def read_invoice(billing: Billing, tenant_id: str, invoice_id: str) -> Invoice:
     return _invoice(row)
 
 
-def balances(billing: Billing, tenant_id: str) -> tuple[list[Money], dict[str, int]]:
+def balances(billing: PaidPlans, tenant_id: str) -> tuple[list[Money], dict[str, int]]:
     """What the tenant owes (open invoices, per currency) and the credit it holds (per currency)."""
     with billing.db.read() as conn:
         return billing.book.balances_due(conn, tenant_id), billing.book.credits(conn, tenant_id)
 
 
-def collect(billing: Billing, now: datetime) -> int:
+def collect(billing: PaidPlans, now: datetime) -> int:
     """Charge the invoices whose attempt is due, each attempt handed to the provider once (when
     agentbilling bills: a provider that bills charges and retries its own invoices)."""
     c = invoices.c

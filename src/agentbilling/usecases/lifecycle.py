@@ -20,14 +20,14 @@ from agentbilling.usecases import (
     provider_events,
     subscribe,
 )
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.billing_modes import mode_of
 from agentbilling.usecases.results import DemoRequest, Invoice
 
 
 class Lifecycle:
     def __init__(self, db: Database, catalog: Catalog, provider: PaymentProvider, *, grace: timedelta) -> None:
-        self.billing = Billing(db=db, catalog=catalog, provider=provider, mode=mode_of(provider), grace=grace,
+        self.billing = PaidPlans(db=db, catalog=catalog, provider=provider, mode=mode_of(provider), grace=grace,
                                book=Book(catalog))
 
     @property

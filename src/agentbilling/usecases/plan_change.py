@@ -21,7 +21,7 @@ from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import Status, Subscription
 from agentbilling.payments.provider import ProviderSubscription
 from agentbilling.storage.tables import invoices
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.charges import charge_answered, make_change
 from agentbilling.usecases.invoices import add_invoice
 from agentbilling.usecases.provider_commands import run_commands
@@ -30,7 +30,7 @@ from agentbilling.usecases.segments import split_by_change
 from agentbilling.usecases.subscriptions import load_for_write, locked_row, offered, save
 
 
-def change_plan(billing: Billing, tenant_id: str, plan_id: object, when: object, on: object, now: datetime) -> None:
+def change_plan(billing: PaidPlans, tenant_id: str, plan_id: object, when: object, on: object, now: datetime) -> None:
     target = offered(billing, tenant_id, plan_id)
     try:
         when_ = When(when)
@@ -42,7 +42,7 @@ def change_plan(billing: Billing, tenant_id: str, plan_id: object, when: object,
     billing.mode.change_plan(billing, tenant_id, target, when_, custom, now)
 
 
-def _checked(billing: Billing, conn: Any, tenant_id: str, target: Plan, when: When, custom: date | None,
+def _checked(billing: PaidPlans, conn: Any, tenant_id: str, target: Plan, when: When, custom: date | None,
              now: datetime) -> tuple[Subscription, Mapping[str, Any], Period, datetime]:
     """The running plan, locked, if it may change to `target`; its period and the change's moment."""
     sub, row = load_for_write(billing, conn, tenant_id, now)
@@ -60,7 +60,7 @@ def _checked(billing: Billing, conn: Any, tenant_id: str, target: Plan, when: Wh
     return sub, row, period, effective_at(when, now=now, period=period, custom=custom)
 
 
-def change_here(billing: Billing, tenant_id: str, target: Plan, when: When, custom: date | None,
+def change_here(billing: PaidPlans, tenant_id: str, target: Plan, when: When, custom: date | None,
                 now: datetime) -> None:
     """A change agentbilling makes: later, scheduled; now, at once, or once its invoice is paid."""
     to_pay: tuple[str, int, str] | None = None
@@ -74,7 +74,7 @@ def change_here(billing: Billing, tenant_id: str, target: Plan, when: When, cust
         _pay_change(billing, tenant_id, *to_pay, now)
 
 
-def change_at_provider(billing: Billing, tenant_id: str, target: Plan, when: When, custom: date | None,
+def change_at_provider(billing: PaidPlans, tenant_id: str, target: Plan, when: When, custom: date | None,
                        now: datetime) -> None:
     """A change the provider makes (outside the transaction); its answer is stored. An immediate
     change closes the running segment: its extras go on the change's invoice."""
@@ -107,7 +107,7 @@ def change_at_provider(billing: Billing, tenant_id: str, target: Plan, when: Whe
     _store_answer(billing, answer, now)
 
 
-def _extras_before_change(billing: Billing, split: tuple[Period, Plan, int, list[InvoiceLine]],
+def _extras_before_change(billing: PaidPlans, split: tuple[Period, Plan, int, list[InvoiceLine]],
                           row: Mapping[str, Any]) -> list[str]:
     """The running segment's extras as items the provider's change invoice takes along (Stripe)."""
     period, old, counter, lines = split
@@ -118,7 +118,7 @@ def _extras_before_change(billing: Billing, split: tuple[Period, Plan, int, list
             for line in lines]
 
 
-def _change_now(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscription, target: Plan,
+def _change_now(billing: PaidPlans, conn: Any, row: Mapping[str, Any], sub: Subscription, target: Plan,
                 now: datetime) -> tuple[str, int, str] | None:
     """An immediate change (R8, R8a): the running segment is closed on the change's invoice
     (the fee difference for the rest of the period and its extras). One that costs nothing
@@ -152,7 +152,7 @@ def _change_now(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscr
     return None
 
 
-def _pay_change(billing: Billing, tenant_id: str, invoice_id: str, total: int, currency: str, now: datetime) -> None:
+def _pay_change(billing: PaidPlans, tenant_id: str, invoice_id: str, total: int, currency: str, now: datetime) -> None:
     """Charge an upgrade's invoice now; the change is made once it is paid, else nothing
     changes and the invoice is voided (PaymentFailed, a 402)."""
     billing.provider.charge(tenant_id, invoice_id, total, currency, f"{invoice_id}-1", now)
@@ -170,13 +170,13 @@ def _pay_change(billing: Billing, tenant_id: str, invoice_id: str, total: int, c
                             "payment method (Manage) and try again.")
 
 
-def _store_answer(billing: Billing, answer: ProviderSubscription | None, now: datetime) -> None:
+def _store_answer(billing: PaidPlans, answer: ProviderSubscription | None, now: datetime) -> None:
     if answer is not None:
         with billing.db.write() as conn:
             sync_subscription(billing, conn, answer, now)
 
 
-def cancel_change(billing: Billing, tenant_id: str, now: datetime) -> None:
+def cancel_change(billing: PaidPlans, tenant_id: str, now: datetime) -> None:
     """Cancel the scheduled plan change: here, or at the provider that bills (its answer stored)."""
     with billing.db.write() as conn:
         sub, row = load_for_write(billing, conn, tenant_id, now)
@@ -186,7 +186,7 @@ def cancel_change(billing: Billing, tenant_id: str, now: datetime) -> None:
     billing.mode.change_dropped(billing, row, now)
 
 
-def drop_change_at_provider(billing: Billing, row: Mapping[str, Any], now: datetime) -> None:
+def drop_change_at_provider(billing: PaidPlans, row: Mapping[str, Any], now: datetime) -> None:
     _store_answer(billing, billing.provider.cancel_change(row["provider_subscription"]), now)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import insert, select, update
 from agentbilling.domain import ledger
 from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
 from agentbilling.storage.tables import provider_commands, subscriptions
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.invoices import add_invoice
 
 log = logging.getLogger(__name__)
@@ -24,19 +24,19 @@ def command(conn: Any, tenant_id: str, kind: str, target: str | None, now: datet
     conn.execute(insert(provider_commands).values(tenant_id=tenant_id, kind=kind, target=target, created_at=now))
 
 
-def _void(billing: Billing, tenant_id: str, invoice_id: str, now: datetime) -> None:
+def _void(billing: PaidPlans, tenant_id: str, invoice_id: str, now: datetime) -> None:
     billing.provider.void(tenant_id, invoice_id)
 
 
-def _end(billing: Billing, tenant_id: str, subscription_id: str, now: datetime) -> None:
+def _end(billing: PaidPlans, tenant_id: str, subscription_id: str, now: datetime) -> None:
     billing.provider.end_now(subscription_id)
 
 
-def _expire_checkouts(billing: Billing, tenant_id: str, customer: str | None, now: datetime) -> None:
+def _expire_checkouts(billing: PaidPlans, tenant_id: str, customer: str | None, now: datetime) -> None:
     billing.provider.expire_checkouts(tenant_id, customer)
 
 
-def _final_invoice(billing: Billing, tenant_id: str, subscription_id: str, now: datetime) -> None:
+def _final_invoice(billing: PaidPlans, tenant_id: str, subscription_id: str, now: datetime) -> None:
     """The extras of a plan the provider bills, closed when it ended, on its final invoice there."""
     with billing.db.read() as conn:
         customer = conn.execute(select(subscriptions.c.provider_customer)
@@ -52,7 +52,7 @@ def _final_invoice(billing: Billing, tenant_id: str, subscription_id: str, now: 
                                        f"final-{subscription_id}")
 
 
-def _refund(billing: Billing, tenant_id: str, subscription_id: str, now: datetime) -> None:
+def _refund(billing: PaidPlans, tenant_id: str, subscription_id: str, now: datetime) -> None:
     """Refund a subscription started in a race, each refund recorded as a credit note."""
     for invoice_id, amount, currency in billing.provider.refund_subscription(subscription_id):
         line = InvoiceLine(f"Refund of {invoice_id}: a second subscription started while a plan ran", 1,
@@ -62,7 +62,7 @@ def _refund(billing: Billing, tenant_id: str, subscription_id: str, now: datetim
                         now, now, now, subscription_id, to_charge=False)
 
 
-HANDLERS: dict[str, Callable[[Billing, str, Any, datetime], None]] = {
+HANDLERS: dict[str, Callable[[PaidPlans, str, Any, datetime], None]] = {
     "void": _void,
     "end": _end,
     "expire_checkouts": _expire_checkouts,
@@ -71,7 +71,7 @@ HANDLERS: dict[str, Callable[[Billing, str, Any, datetime], None]] = {
 }
 
 
-def run_commands(billing: Billing, now: datetime) -> int:
+def run_commands(billing: PaidPlans, now: datetime) -> int:
     """Tell the provider what was decided and not yet told (after the deciding commit, and again
     by every pass until it went through); how many went. At least once: each is idempotent."""
     c = provider_commands.c

@@ -18,7 +18,7 @@ from agentbilling.domain.subscription import Status, at
 from agentbilling.payments.provider import ChargeState, DraftRenewal, InvoiceMirror, Notification, ProviderSubscription
 from agentbilling.storage.leases import tenant_lease
 from agentbilling.storage.tables import invoices, provider_events, subscriptions
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.charges import charge_answered
 from agentbilling.usecases.provider_commands import command, run_commands
 from agentbilling.usecases.provider_subscriptions import sync_subscription
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 STARTS = ("checkout.completed", "checkout.session.completed", "customer.subscription.created")
 
 
-def receive(billing: Billing, body: bytes, headers: Mapping[str, str], clock: Callable[[], datetime]) -> str:
+def receive(billing: PaidPlans, body: bytes, headers: Mapping[str, str], clock: Callable[[], datetime]) -> str:
     """A provider delivery: verified (WebhookRejected if not the provider's), stored, applied once:
     "applied"; "duplicate" for an event received before; "ignored" for one about no tenant here.
 
@@ -63,7 +63,7 @@ def receive(billing: Billing, body: bytes, headers: Mapping[str, str], clock: Ca
     return outcome
 
 
-def _store_and_apply(billing: Billing, note: Notification, tenant_id: str, body: bytes, clock: Callable[[], datetime],
+def _store_and_apply(billing: PaidPlans, note: Notification, tenant_id: str, body: bytes, clock: Callable[[], datetime],
                      now: datetime, named: Any, created: int) -> tuple[datetime, Any, str]:
     """Store the event and apply what it names, read again (with the time) once the tenant is held."""
     if billing.db.is_sqlite:
@@ -81,7 +81,7 @@ def _store_and_apply(billing: Billing, note: Notification, tenant_id: str, body:
     return now, named, outcome
 
 
-def _seen(billing: Billing, note: Notification) -> bool:
+def _seen(billing: PaidPlans, note: Notification) -> bool:
     """The event is in the inbox already."""
     with billing.db.read() as conn:
         seen = conn.execute(select(provider_events.c.event_id).where(
@@ -89,7 +89,7 @@ def _seen(billing: Billing, note: Notification) -> bool:
     return seen is not None
 
 
-def _store_event(billing: Billing, conn: Any, note: Notification, tenant_id: str | None, body: bytes,
+def _store_event(billing: PaidPlans, conn: Any, note: Notification, tenant_id: str | None, body: bytes,
                  now: datetime) -> None:
     conn.execute(insert(provider_events).values(provider=billing.provider.name, event_id=note.id, type=note.type,
                                                 tenant_id=tenant_id, payload=body.decode(), received_at=now))
@@ -104,7 +104,7 @@ def _locked(conn: Any, tenant_id: str) -> bool:
     return True
 
 
-def _named(billing: Billing, note: Notification, created: int) -> Any:
+def _named(billing: PaidPlans, note: Notification, created: int) -> Any:
     """The object a notification names, as the provider has it now."""
     if note.subscription:
         return billing.provider.subscription(note.subscription)
@@ -113,12 +113,12 @@ def _named(billing: Billing, note: Notification, created: int) -> Any:
     return None
 
 
-def _charge_state(billing: Billing, conn: Any, state: ChargeState, now: datetime) -> None:
+def _charge_state(billing: PaidPlans, conn: Any, state: ChargeState, now: datetime) -> None:
     charge_answered(billing, conn, state.tenant_id, state.invoice_id, state.paid_at, state.first_failed_at,
                     state.failures, now)
 
 
-def _mirror_invoice(billing: Billing, conn: Any, m: InvoiceMirror, now: datetime) -> None:
+def _mirror_invoice(billing: PaidPlans, conn: Any, m: InvoiceMirror, now: datetime) -> None:
     """The provider's invoice as it stands there, kept beside ours (Stripe's invoices)."""
     # the subscription first: the lock order of every write
     sub, row = load_for_write(billing, conn, m.tenant_id, now)
@@ -142,14 +142,14 @@ def _mirror_invoice(billing: Billing, conn: Any, m: InvoiceMirror, now: datetime
 
 
 # What an event names, and the handler that applies it under the tenant's lock.
-HANDLERS: dict[type, Callable[[Billing, Any, Any, datetime], None]] = {
+HANDLERS: dict[type, Callable[[PaidPlans, Any, Any, datetime], None]] = {
     ProviderSubscription: sync_subscription,
     ChargeState: _charge_state,
     InvoiceMirror: _mirror_invoice,
 }
 
 
-def _apply(billing: Billing, conn: Any, note: Notification, tenant_id: str, named: Any, now: datetime) -> str:
+def _apply(billing: PaidPlans, conn: Any, note: Notification, tenant_id: str, named: Any, now: datetime) -> str:
     handler = HANDLERS.get(type(named))
     try:
         if handler is not None:
@@ -161,7 +161,7 @@ def _apply(billing: Billing, conn: Any, note: Notification, tenant_id: str, name
     return "applied"
 
 
-def _after_start(billing: Billing, ps: ProviderSubscription, now: datetime, *, started: bool) -> None:
+def _after_start(billing: PaidPlans, ps: ProviderSubscription, now: datetime, *, started: bool) -> None:
     """Once a plan runs, no other checkout of the tenant may start a second one; a provider
     subscription that is not the running plan (started in a race, or left running after an
     offline deal replaced it) is ended at the provider whenever one of its events comes."""
@@ -184,7 +184,7 @@ def _after_start(billing: Billing, ps: ProviderSubscription, now: datetime, *, s
     run_commands(billing, now)
 
 
-def _add_overage(billing: Billing, draft: DraftRenewal, now: datetime) -> None:
+def _add_overage(billing: PaidPlans, draft: DraftRenewal, now: datetime) -> None:
     """The extras of the period that ended (its segments not closed yet, each priced by its
     plan) on its renewal invoice while it is a draft; each line under its own idempotency key,
     then the segments closed by that invoice (R8a)."""

@@ -17,7 +17,7 @@ from agentbilling.domain.plan_change import PlanChange
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import TRIAL_COUNTER, Status, Subscription, at, start_plan
 from agentbilling.payments.provider import ProviderSubscription
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.invoices import add_invoice
 from agentbilling.usecases.renewals import split_at_provider
 from agentbilling.usecases.subscriptions import load_for_write, save
@@ -25,7 +25,7 @@ from agentbilling.usecases.subscriptions import load_for_write, save
 log = logging.getLogger(__name__)
 
 
-def sync_subscription(billing: Billing, conn: Any, ps: ProviderSubscription, now: datetime) -> None:
+def sync_subscription(billing: PaidPlans, conn: Any, ps: ProviderSubscription, now: datetime) -> None:
     """Store the provider's subscription as it is there now."""
     sub, row = load_for_write(billing, conn, ps.tenant_id, now)
     extra: dict[str, Any] = {}
@@ -54,7 +54,7 @@ def sync_subscription(billing: Billing, conn: Any, ps: ProviderSubscription, now
     save(billing, conn, sub, now, row, **extra)
 
 
-def _started(billing: Billing, conn: Any, sub: Subscription, ps: ProviderSubscription, plan: Plan,
+def _started(billing: PaidPlans, conn: Any, sub: Subscription, ps: ProviderSubscription, plan: Plan,
              now: datetime) -> tuple[Subscription, dict[str, Any]]:
     """A completed checkout starts the plan: its first period's first segment, its first invoice."""
     sub = at(start_plan(sub, plan, ps.started_at, used=billing.book.counter(conn, ps.tenant_id, TRIAL_COUNTER)),
@@ -75,7 +75,7 @@ def _started(billing: Billing, conn: Any, sub: Subscription, ps: ProviderSubscri
     return sub, extra
 
 
-def _owned_state(billing: Billing, conn: Any, sub: Subscription, ps: ProviderSubscription, now: datetime,
+def _owned_state(billing: PaidPlans, conn: Any, sub: Subscription, ps: ProviderSubscription, now: datetime,
                  row: Mapping[str, Any]) -> tuple[Subscription, dict[str, Any]]:
     """The provider's subscription (Stripe's) as ours: its plan, scheduled change, cancellation
     and end; our own derivations (grace, lapse) stay on top."""

@@ -15,14 +15,14 @@ from agentbilling.domain.money import Money
 from agentbilling.domain.periods import Period, period_at
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import Status, Subscription, at, with_change_applied
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.invoices import add_invoice
 from agentbilling.usecases.provider_commands import command
 from agentbilling.usecases.segments import split
 from agentbilling.usecases.subscriptions import US, stored
 
 
-def catch_up(billing: Billing, conn: Any, row: Mapping[str, Any],
+def catch_up(billing: PaidPlans, conn: Any, row: Mapping[str, Any],
              now: datetime) -> tuple[Subscription, dict[str, Any]]:
     """The plan agentbilling bills taken to `now` one step at a time (domain/ledger.next_step): its
     end with the final invoice, a scheduled change splitting its period, each renewal closing the
@@ -49,7 +49,7 @@ def catch_up(billing: Billing, conn: Any, row: Mapping[str, Any],
     return at(sub, now), {"billed_until": billed}
 
 
-def _renew(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscription, boundary: datetime,
+def _renew(billing: PaidPlans, conn: Any, row: Mapping[str, Any], sub: Subscription, boundary: datetime,
            credits: dict[str, int]) -> dict[str, int]:
     """The renewal at `boundary`: the new period's fee, the extras of the period that ended (its
     segments closed on it), credit in its currency; the new period's first segment."""
@@ -69,7 +69,7 @@ def _renew(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscriptio
     return rest
 
 
-def final(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscription, period: Period,
+def final(billing: PaidPlans, conn: Any, row: Mapping[str, Any], sub: Subscription, period: Period,
           moment: datetime, credits: dict[str, int]) -> dict[str, int]:
     """A period that ends with no renewal (the plan was cancelled, ended unpaid or replaced):
     its open segments are closed on a final invoice of their extras (none if within the
@@ -89,7 +89,7 @@ def final(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscription
     return credits
 
 
-def _scheduled_change(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscription, moment: datetime,
+def _scheduled_change(billing: PaidPlans, conn: Any, row: Mapping[str, Any], sub: Subscription, moment: datetime,
                       credits: dict[str, int]) -> dict[str, int]:
     """A scheduled change in force at `moment`. At a period's start the renewal prices the new
     plan; mid-period it splits the period's segments there and bills the fee difference for
@@ -119,7 +119,7 @@ def _scheduled_change(billing: Billing, conn: Any, row: Mapping[str, Any], sub: 
 
 # -- the same steps, taken by a provider that bills (Stripe) ----------------------------------------
 
-def catch_up_at_provider(billing: Billing, conn: Any, row: Mapping[str, Any],
+def catch_up_at_provider(billing: PaidPlans, conn: Any, row: Mapping[str, Any],
                          now: datetime) -> tuple[Subscription, dict[str, Any]]:
     """The plan a provider bills taken to `now`: the provider renews it; a scheduled change whose
     phase came splits its period's segments (R8a)."""
@@ -130,7 +130,7 @@ def catch_up_at_provider(billing: Billing, conn: Any, row: Mapping[str, Any],
     return at(sub, now), {}
 
 
-def split_at_provider(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscription, plan: Plan,
+def split_at_provider(billing: PaidPlans, conn: Any, row: Mapping[str, Any], sub: Subscription, plan: Plan,
                       now: datetime) -> None:
     """The provider put the subscription on `plan` (a schedule's phase came): the period's
     segments split where the change was due, or now; the renewal closes both (R8a). A change
@@ -145,7 +145,7 @@ def split_at_provider(billing: Billing, conn: Any, row: Mapping[str, Any], sub: 
           billing.book.counter(conn, row["tenant_id"], period), None)
 
 
-def final_at_provider(billing: Billing, conn: Any, row: Mapping[str, Any], sub: Subscription,
+def final_at_provider(billing: PaidPlans, conn: Any, row: Mapping[str, Any], sub: Subscription,
                       now: datetime) -> None:
     """A plan the provider bills ended (Stripe): its last period's segments are closed, and their
     extras invoiced by a provider command carried out after the commit (R8a)."""

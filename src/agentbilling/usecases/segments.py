@@ -9,10 +9,10 @@ from typing import Any
 from agentbilling.domain import ledger
 from agentbilling.domain.periods import Period
 from agentbilling.domain.plans import Plan
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 
 
-def split(billing: Billing, conn: Any, tenant_id: str, period: Period, old: Plan, new: Plan, moment: datetime,
+def split(billing: PaidPlans, conn: Any, tenant_id: str, period: Period, old: Plan, new: Plan, moment: datetime,
           counter: int, closed_by: str | None) -> None:
     """The period's running segment ends at `moment` (closed by `closed_by`, if given) and the
     new plan's begins. A segment begun at that same moment has no length: the new plan takes
@@ -26,7 +26,7 @@ def split(billing: Billing, conn: Any, tenant_id: str, period: Period, old: Plan
     billing.book.put(conn, tenant_id, ledger.opened(period, new, moment, counter))
 
 
-def split_by_change(billing: Billing, conn: Any, tenant_id: str, period: Period, old: Plan, new: Plan,
+def split_by_change(billing: PaidPlans, conn: Any, tenant_id: str, period: Period, old: Plan, new: Plan,
                     moment: datetime, counter: int, closed_by: str) -> None:
     """`split` for an immediate change the provider made (Stripe), whose extras went on its
     invoice as counted at the request (`counter`). The provider's webhook may have split the

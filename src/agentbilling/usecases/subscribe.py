@@ -14,12 +14,12 @@ from agentbilling.payments.provider import Checkout
 from agentbilling.storage.repositories.ledger import amounts_text
 from agentbilling.storage.rows import terms_to_json
 from agentbilling.storage.tables import subscriptions, tenants
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.provider_commands import run_commands
 from agentbilling.usecases.subscriptions import load, load_for_write, offered, save, stop_retries
 
 
-def checkout(billing: Billing, tenant_id: str, plan_id: object, now: datetime, base_url: str) -> Checkout:
+def checkout(billing: PaidPlans, tenant_id: str, plan_id: object, now: datetime, base_url: str) -> Checkout:
     """Open a checkout for a plan in the secure billing portal. Completing it (the provider's
     webhook) starts the plan and ends the trial."""
     plan = offered(billing, tenant_id, plan_id)
@@ -47,13 +47,13 @@ def checkout(billing: Billing, tenant_id: str, plan_id: object, now: datetime, b
     return co
 
 
-def portal_url(billing: Billing, tenant_id: str, now: datetime, base_url: str) -> str:
+def portal_url(billing: PaidPlans, tenant_id: str, now: datetime, base_url: str) -> str:
     with billing.db.read() as conn:
         _, row = load(billing, conn, tenant_id, now)
     return billing.provider.portal_url(tenant_id, base_url, customer=row["provider_customer"])
 
 
-def put_on_plan(billing: Billing, tenant_id: str, plan_id: str, terms: Terms | None, now: datetime) -> None:
+def put_on_plan(billing: PaidPlans, tenant_id: str, plan_id: str, terms: Terms | None, now: datetime) -> None:
     """An offline deal: monthly periods from now, renewed without the provider; ends a trial."""
     catalog_plan = billing.catalog.get(plan_id)
     if catalog_plan is None:

@@ -17,7 +17,7 @@ from agentbilling.domain.subscription import Subscription, at, with_payment_fail
 from agentbilling.storage.rows import SUBSCRIPTION_COLUMNS, subscription_from_row
 from agentbilling.storage.tables import invoices, subscriptions
 from agentbilling.usecases import notices
-from agentbilling.usecases.billing import Billing
+from agentbilling.usecases.paid_plans import PaidPlans
 
 US = timedelta(microseconds=1)  # the last moment before a boundary is one microsecond before it
 
@@ -31,12 +31,12 @@ def locked_row(conn: Any, tenant_id: str) -> Mapping[str, Any]:
     return row
 
 
-def load(billing: Billing, conn: Any, tenant_id: str, now: datetime) -> tuple[Subscription, Mapping[str, Any]]:
+def load(billing: PaidPlans, conn: Any, tenant_id: str, now: datetime) -> tuple[Subscription, Mapping[str, Any]]:
     row = locked_row(conn, tenant_id)
     return at(stored(billing, row), now), row
 
 
-def load_for_write(billing: Billing, conn: Any, tenant_id: str,
+def load_for_write(billing: PaidPlans, conn: Any, tenant_id: str,
                    now: datetime) -> tuple[Subscription, Mapping[str, Any]]:
     """`load` in a write: what time did to the plan is stored first, step by step with its
     invoices (the billing mode's `catch_up`), so that whatever this write changes next starts from it."""
@@ -48,12 +48,12 @@ def load_for_write(billing: Billing, conn: Any, tenant_id: str,
     return sub, row
 
 
-def stored(billing: Billing, row: Mapping[str, Any]) -> Subscription:
+def stored(billing: PaidPlans, row: Mapping[str, Any]) -> Subscription:
     return subscription_from_row(row["tenant_id"], [row[c] for c in SUBSCRIPTION_COLUMNS], billing.catalog,
                                  lambda v: v)
 
 
-def save(billing: Billing, conn: Any, sub: Subscription, now: datetime, row: Mapping[str, Any],
+def save(billing: PaidPlans, conn: Any, sub: Subscription, now: datetime, row: Mapping[str, Any],
          **extra: Any) -> bool:
     """Write `sub` over the stored `row`; nothing when nothing changed (so that the gate's kept
     standing, checked against the row's revision, stays valid): whether it wrote. A plan that
@@ -81,7 +81,7 @@ def save(billing: Billing, conn: Any, sub: Subscription, now: datetime, row: Map
     return True
 
 
-def with_payment_state(billing: Billing, conn: Any, sub: Subscription,
+def with_payment_state(billing: PaidPlans, conn: Any, sub: Subscription,
                        provider_subscription: str | None) -> Subscription:
     """Payment issue while an invoice of the running plan is unpaid after a failed charge (R10)."""
     c = invoices.c
@@ -98,7 +98,7 @@ def stop_retries(conn: Any, tenant_id: str) -> None:
     conn.execute(update(invoices).where(c.tenant_id == tenant_id, c.status == "open").values(next_attempt_at=None))
 
 
-def offered(billing: Billing, tenant_id: str, plan_id: object) -> Plan:
+def offered(billing: PaidPlans, tenant_id: str, plan_id: object) -> Plan:
     """The plan `plan_id` names, if the tenant may take it."""
     if not isinstance(plan_id, str) or not plan_id:
         raise InvalidInput("plan_id must be the id of a plan.")

@@ -35,7 +35,9 @@ class TenantLocks:
 
 
 @dataclass(frozen=True)
-class Billing:
+class PaidPlans:
+    """The paid plans' stories' dependencies, built once (usecases/lifecycle.py) and passed to each."""
+
     db: Database
     catalog: Catalog
     provider: PaymentProvider
