@@ -94,7 +94,7 @@ class Database:
         """psycopg's arguments for the raw connections (`custom_plans`, see RAW_PG_PLANS) or the
         gate's. The gate's keep the plans they make (psycopg prepares a statement after a few
         runs): the one statement they run looks up rows only by unique keys
-        (`metering._pg_admit_batch`), so no plan of it goes stale as tables grow, and planning it
+        (`gate/sql.py`'s `PG_ADMIT_BATCH`), so no plan of it goes stale as tables grow, and planning it
         afresh would cost more server time than running it."""
         options = f"{RAW_PG_PLANS if custom_plans else ''} {self._pg_options}".strip()
         return {"autocommit": True, "options": options, **self.timeouts.libpq()}

@@ -72,7 +72,7 @@ subscriptions = Table(
     Column("plan_changed_at", UTCDateTime),  # a renewal prices the sessions of the period that ended by it
     Column("updated_at", UTCDateTime, nullable=False),
     # A new random token on every INSERT and UPDATE through SQLAlchemy: the admission checks the
-    # standing it keeps per tenant against it, inside its own statement (storage/metering.py). Random,
+    # standing it keeps per tenant against it, inside its own statement (storage/gate/sql.py). Random,
     # not a counter, so that no token repeats across a restore, a failover or a recreated database,
     # and no standing kept by a process survives a database it did not come from.
     Column("revision", BigInteger, nullable=False, server_default=text("1"), default=lambda: new_revision(),
