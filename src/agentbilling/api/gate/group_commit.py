@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from agentbilling.storage.gate.metering import AdmissionRequest, OpenResult
+from agentbilling.domain.gate import AdmissionRequest, OpenResult
 
 MAX_BATCH = 128  # admissions in one transaction at most; the rest go in the next
 

@@ -36,14 +36,14 @@ class MeteringStore:
         self.db = db
         self.catalog = catalog
         self.billing_enabled = billing_enabled
-        self.gate: GateBackend
+        self.backend: GateBackend
         self._postgres: PostgresGate | None = None
         if db.is_sqlite:
-            self.gate = SqliteGate(db, catalog, billing_enabled=billing_enabled)
+            self.backend = SqliteGate(db, catalog, billing_enabled=billing_enabled)
         else:
             from agentbilling.storage.gate.postgres import PostgresGate
 
-            self.gate = self._postgres = PostgresGate(db, catalog, billing_enabled=billing_enabled)
+            self.backend = self._postgres = PostgresGate(db, catalog, billing_enabled=billing_enabled)
         # The one-statement admission (PostgreSQL) on or off; off, every admission is a transaction
         # (tests that need every admission to queue on the counter row turn it off).
         self.one_statement = self._postgres is not None
@@ -60,11 +60,11 @@ class MeteringStore:
             return by_statement
 
         def admit(cur: Any) -> OpenResult:
-            found = self.gate.locked(cur, tenant_id, None, now)
+            found = self.backend.locked(cur, tenant_id, None, now)
             assert found is not None
-            return self.gate.admit(cur, tenant_id, found[1], found[2], request, now)
+            return self.backend.admit(cur, tenant_id, found[1], found[2], request, now)
 
-        result = self.gate.in_transaction(admit)
+        result = self.backend.in_transaction(admit)
         assert result is not None
         return result
 
@@ -79,13 +79,13 @@ class MeteringStore:
             return by_statement
 
         def admit(cur: Any) -> OpenResult | None:
-            found = self.gate.locked(cur, None, key_hash, now)
+            found = self.backend.locked(cur, None, key_hash, now)
             if found is None:
                 return None
             tenant_id, revision, st = found
-            return self.gate.admit(cur, tenant_id, revision, st, request, now)
+            return self.backend.admit(cur, tenant_id, revision, st, request, now)
 
-        return self.gate.in_transaction(admit)
+        return self.backend.in_transaction(admit)
 
     def open_sessions_for_key(
         self, key_hash: str, requests: Sequence[AdmissionRequest], now: datetime
@@ -103,13 +103,13 @@ class MeteringStore:
         if by_statement is not None:
             return list(by_statement)
         try:
-            with self.gate.batch_transaction() as cur:
-                found = self.gate.locked(cur, None, key_hash, now)
+            with self.backend.batch_transaction() as cur:
+                found = self.backend.locked(cur, None, key_hash, now)
                 if found is None:
                     return [None] * len(requests)
                 tenant_id, revision, st = found
-                return list(self.gate.admit_in_order(cur, tenant_id, revision, st, requests, now))
-        except self.gate.lost_race:
+                return list(self.backend.admit_in_order(cur, tenant_id, revision, st, requests, now))
+        except self.backend.lost_race:
             # One of the ids was recorded meanwhile by an admission that does not take the counter
             # (an uncounted one): nothing of the batch was kept; each goes on its own.
             return [self._open_one(key_hash, r, now) for r in requests]
@@ -163,39 +163,39 @@ class MeteringStore:
 
     def record_message(self, tenant_id: str, session_id: str, sender: Sender, now: datetime) -> Session:
         """A message moves the latest activity; new units count in the period they appear in (R3)."""
-        with self.gate.write() as cur:
-            before = self.gate.session(cur, tenant_id, session_id, for_update=True)
+        with self.backend.write() as cur:
+            before = self.backend.session(cur, tenant_id, session_id, for_update=True)
             after = before.on_message(sender, now)
-            self.gate.save_session(cur, tenant_id, after)
+            self.backend.save_session(cur, tenant_id, after)
             added = after.billable_sessions - before.billable_sessions
             if added:
-                self.gate.count(cur, tenant_id, self.gate.standing(cur, tenant_id, now).counter, added)
+                self.backend.count(cur, tenant_id, self.backend.standing(cur, tenant_id, now).counter, added)
             return after
 
     def end_session(self, tenant_id: str, session_id: str, now: datetime) -> Session:
-        with self.gate.write() as cur:
-            before = self.gate.session(cur, tenant_id, session_id, for_update=True)
+        with self.backend.write() as cur:
+            before = self.backend.session(cur, tenant_id, session_id, for_update=True)
             after = before.end(now)
             if after is not before:
-                self.gate.save_session(cur, tenant_id, after)
+                self.backend.save_session(cur, tenant_id, after)
             return after
 
     # -- reads -------------------------------------------------------------------------
 
     def tenant_for_key_hash(self, key_hash: str) -> str | None:
         """Looked up on every agent request, so on the raw path too; revocation applies at once."""
-        with self.gate.read() as cur:
-            cur.execute(self.gate.sql.key, {"h": key_hash})
+        with self.backend.read() as cur:
+            cur.execute(self.backend.sql.key, {"h": key_hash})
             row = cur.fetchone()
             return row[0] if row else None
 
     def get_session(self, tenant_id: str, session_id: str) -> Session:
-        with self.gate.read() as cur:
-            return self.gate.session(cur, tenant_id, session_id)
+        with self.backend.read() as cur:
+            return self.backend.session(cur, tenant_id, session_id)
 
     def standing_and_usage(self, tenant_id: str, now: datetime) -> tuple[Subscription, Standing, int]:
         """The subscription as it stands at `now` (`subscription.at`), its standing and its usage."""
-        with self.gate.read() as cur:
-            sub = self.gate.subscription(cur, tenant_id)
+        with self.backend.read() as cur:
+            sub = self.backend.subscription(cur, tenant_id)
             st = standing(sub, now, billing_enabled=self.billing_enabled)
-            return at(sub, now), st, self.gate.used(cur, tenant_id, st.counter)
+            return at(sub, now), st, self.backend.used(cur, tenant_id, st.counter)
