@@ -47,8 +47,7 @@ def settings(settings):
 def second(settings, clock) -> Iterator[Billing]:
     """Another process's service on the same database, whose admissions take the transaction path."""
     service = connect(settings, clock=clock, upgrade=False)
-    service.metering.sql_admit_kept = None  # the one statement off: every admission is a transaction
-    service.metering.sql_admit_kept_key = None
+    service.metering.one_statement = False  # every admission is a transaction
     yield service
     service.close()
 

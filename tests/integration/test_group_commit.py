@@ -300,14 +300,14 @@ def test_the_one_statement_admission_is_used_and_checks_the_revision(billing: Bi
     key = paid(billing, "acme", limit=2)
     store = billing.metering
     decided_by_one_statement = []
-    original = store._admit_kept
+    original = store.admit_by_one_statement
 
     def watched(*args, **kwargs):
         result = original(*args, **kwargs)
         decided_by_one_statement.append(result is not None)
         return result
 
-    monkeypatch.setattr(store, "_admit_kept", watched)
+    monkeypatch.setattr(store, "admit_by_one_statement", watched)
 
     assert billing.open_session_for_key(key, "s-1", agent_id="a", direction="inbound").session  # reads the standing
     assert billing.open_session_for_key(key, "s-2", agent_id="a", direction="inbound").session  # one statement

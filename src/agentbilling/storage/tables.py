@@ -72,9 +72,9 @@ subscriptions = Table(
     Column("plan_changed_at", UTCDateTime),  # a renewal prices the sessions of the period that ended by it
     Column("updated_at", UTCDateTime, nullable=False),
     # A new random token on every INSERT and UPDATE through SQLAlchemy: the admission checks the
-    # standing it keeps per tenant against it, inside its own statement (storage/metering.py). Random,
+    # standing it caches per tenant against it, inside its own statement (storage/gate/sql.py). Random,
     # not a counter, so that no token repeats across a restore, a failover or a recreated database,
-    # and no standing kept by a process survives a database it did not come from.
+    # and no standing cached by a process survives a database it did not come from.
     Column("revision", BigInteger, nullable=False, server_default=text("1"), default=lambda: new_revision(),
            onupdate=lambda: new_revision()),
     ForeignKeyConstraint(["tenant_id"], ["tenants.id"], ondelete="CASCADE"),
@@ -94,7 +94,7 @@ usage_counters = Table(
     Column("billable_sessions", BigInteger, nullable=False),
     # The subscription revision this row was last counted under after a fresh read, or NULL once a
     # writer changed what admission depends on (a trigger, migration 0007): PostgreSQL's one-statement
-    # admission counts only while it equals the revision it kept, checked on the row's latest version.
+    # admission counts only while it equals the revision it cached, checked on the row's latest version.
     Column("checked_revision", BigInteger),
     PrimaryKeyConstraint("tenant_id", "period"),
 )

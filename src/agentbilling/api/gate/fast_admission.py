@@ -1,11 +1,4 @@
-"""POST /v1/sessions answered straight from ASGI, before the framework's routing and middleware.
-
-The gate is the hottest path of the product: each agent asks it before every new session. This
-layer hands such a request to the same `runtime.admit` the route uses, and renders its errors
-with the same problem+json builders, so the answers are the same byte for byte; it only skips
-the machinery a POST otherwise goes through (routing, dependency solving, exception
-middleware). Requests with an Idempotency-Key take the full stack, where that middleware lives.
-"""
+"""POST /v1/sessions answered straight from ASGI, before the framework's routing and middleware."""
 
 from __future__ import annotations
 
@@ -21,6 +14,12 @@ PATH = "/v1/sessions"
 
 
 class FastAdmission:
+    """The gate is the hottest path of the product: each agent asks it before every new session.
+    This layer hands such a request to the same `runtime.admit` the route uses, and renders its
+    errors with the same problem+json builders, so the answers are the same byte for byte; it only
+    skips the machinery a POST otherwise goes through (routing, dependency solving, exception
+    middleware). Requests with an Idempotency-Key take the full stack, where that middleware lives."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

@@ -1,22 +1,12 @@
 """Group commit for the gate: admissions that arrive while one of their key's transactions is in
-flight wait for it, then go together in the next one.
-
-A transaction per admission is bounded by the database's commit: on PostgreSQL a tenant's counter
-row stays locked until its commit is flushed to disk, so one tenant's admissions, one transaction
-each, cannot outrun the disk. Gathered, they share one transaction, one flush and one hop to a
-worker thread. A lone request goes alone, as soon as it comes, so nothing waits for a batch to
-fill; a batch forms only from requests that would have queued anyway.
-
-Every request still gets the answer it would get alone, in the order it arrived
-(`Billing.open_sessions_for_key`), and is answered only once its transaction has committed.
-"""
+flight wait for it, then go together in the next one."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from agentbilling.storage.gate.metering import AdmissionRequest, OpenResult
+from agentbilling.domain.gate import AdmissionRequest, OpenResult
 
 MAX_BATCH = 128  # admissions in one transaction at most; the rest go in the next
 
@@ -26,7 +16,15 @@ RunBatch = Callable[[str, Sequence[AdmissionRequest]], Awaitable[Sequence[Outcom
 
 class GroupCommit:
     """One queue per API key, drained by one task at a time: while a batch of a key is in flight,
-    its next requests gather for the following one."""
+    its next requests gather for the following one.
+
+    A transaction per admission is bounded by the database's commit: on PostgreSQL a tenant's counter
+    row stays locked until its commit is flushed to disk, so one tenant's admissions, one transaction
+    each, cannot outrun the disk. Gathered, they share one transaction, one flush and one hop to a
+    worker thread. A lone request goes alone, as soon as it comes, so nothing waits for a batch to
+    fill; a batch forms only from requests that would have queued anyway. Every request still gets
+    the answer it would get alone, in the order it arrived (`Billing.open_sessions_for_key`), and is
+    answered only once its transaction has committed."""
 
     def __init__(self, run: RunBatch, max_batch: int = MAX_BATCH) -> None:
         self._run = run
