@@ -14,6 +14,7 @@ from agentbilling.domain.errors import InvalidInput, NotFound
 from agentbilling.domain.notices import event_notices
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import Subscription, at, with_payment_failed
+from agentbilling.storage.repositories.subscriptions import save_subscription
 from agentbilling.storage.rows import SUBSCRIPTION_COLUMNS, subscription_from_row
 from agentbilling.storage.tables import invoices, subscriptions
 from agentbilling.usecases import notices
@@ -76,8 +77,7 @@ def save(billing: PaidPlans, conn: Any, sub: Subscription, now: datetime, row: M
     billing.mode.plan_ended(billing, conn, row, sub, now)
     notices.record(conn, sub.tenant_id, event_notices(stored(billing, row), sub, now), now)
     emit(conn, sub.tenant_id, "subscription.updated", {"subscription": subscription_data(sub)}, now)
-    values["updated_at"] = now
-    conn.execute(update(subscriptions).where(subscriptions.c.tenant_id == sub.tenant_id).values(**values))
+    save_subscription(conn, sub.tenant_id, values, now)
     return True
 
 
