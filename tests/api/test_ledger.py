@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from agentbilling.storage.tables import segments
+from tests.support.concurrency import at_once
 from tests.support.http import assert_problem, card, view
 from tests.support.service import operator_headers
 from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
@@ -202,8 +203,6 @@ def test_many_workers_at_once_close_each_period_once(client, billing):
     change that came due mid-period and a plain one: one final invoice, one renewal each, and every
     segment closed once with its extras billed once."""
     from datetime import UTC, datetime
-
-    from tests.support.concurrency import at_once
 
     tenants = [setup_tenant(client, f"w{i}") for i in range(3)]
     for access in tenants:
