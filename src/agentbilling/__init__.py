@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-__all__ = ["Billing", "connect"]
+from agentbilling.version import __version__
+
+__all__ = ["Billing", "__version__", "connect"]
 
 if TYPE_CHECKING:
     from agentbilling.client import Billing, connect
@@ -13,8 +14,8 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that importing a submodule (the domain, a migration) does not load the service.
-    if name in __all__:
-        from agentbilling import client as facade
+    if name in ("Billing", "connect"):
+        from agentbilling import client
 
-        return getattr(facade, name)
+        return getattr(client, name)
     raise AttributeError(name)

@@ -8,36 +8,26 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import logging
-import re
-import secrets
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
-from agentbilling.catalog import load_catalog
-from agentbilling.clock import Clock, SystemClock, TestClock
-from agentbilling.domain.errors import InvalidInput, NotFound
+from agentbilling import bootstrap
+from agentbilling.clock import Clock, TestClock
+from agentbilling.domain.errors import NotFound
+from agentbilling.domain.inputs import choice, identifier
 from agentbilling.domain.limits import SessionLimit
 from agentbilling.domain.metering import Direction, Sender, Session
-from agentbilling.domain.plans import Catalog, Plan, Terms
+from agentbilling.domain.plans import Plan, Terms
 from agentbilling.domain.usage import DayUsage
+from agentbilling.delivery.webhooks_out import Delivery, Endpoint
+from agentbilling.payments.provider import Checkout
+from agentbilling.payments.sandbox.provider import PORTAL_LINK_INVALID, SandboxProvider
+from agentbilling.settings import Settings
+from agentbilling.storage.gate.metering import AdmissionRequest, OpenResult
+from agentbilling.storage.repositories.idempotency import IdempotencyStore
 from agentbilling.usecases import test_clock as clocks
 from agentbilling.usecases import views
-from agentbilling.usecases.accounts import Accounts
-from agentbilling.usecases.lifecycle import Lifecycle
-from agentbilling.delivery.email import mailer_for
-from agentbilling.usecases.notices import NoticeBook
-from agentbilling.delivery.webhooks_out import Delivery, Endpoint, WebhooksOut
-from agentbilling.payments.provider import Checkout, PaymentProvider
-from agentbilling.payments.sandbox.provider import PORTAL_LINK_INVALID, SandboxProvider
-from agentbilling.payments.stripe.provider import StripeProvider
 from agentbilling.usecases.results import (
     Admission,
     BillingView,
@@ -52,87 +42,31 @@ from agentbilling.usecases.results import (
     User,
     WorkerStatus,
 )
-from agentbilling.usecases.session_limit import Subscriptions
-from agentbilling.usecases.tokens import TokenSigner, hash_api_key
-from agentbilling.usecases.web_sessions import WebSessions
-from agentbilling.settings import Settings
-from agentbilling.storage import migrate
-from agentbilling.storage.db import Database, Timeouts
-from agentbilling.storage.repositories.idempotency import IdempotencyStore
-from agentbilling.storage.gate.metering import AdmissionRequest, MeteringStore, OpenResult
-
-log = logging.getLogger(__name__)
-
-
-def _enum(kind: type, value: object, what: str):
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in kind)
-        raise InvalidInput(f"{what} must be one of {allowed}, not {value!r}.") from None
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # never in an id (PostgreSQL cannot even store a NUL)
-
-
-def _id(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{what} must be a non-empty string.")
-    if len(value) > 200:
-        raise InvalidInput(f"{what} is longer than 200 characters.")
-    if _CONTROL.search(value):
-        raise InvalidInput(f"{what} must not contain control characters.")
-    return value
+from agentbilling.usecases.tokens import hash_api_key
 
 
 class Billing:
     """The service, wired: storage, catalog, clock and secrets. Build it with `connect`."""
 
-    def __init__(self, settings: Settings, db: Database, catalog: Catalog, clock: Clock) -> None:
-        self.settings = settings
-        self.db = db
-        self.catalog = catalog
-        self.clock = clock
-        secret = settings.secret_key
-        if not secret:
-            log.warning("AGENTBILLING_SECRET_KEY is unset: tokens will not survive a restart")
-            secret = secrets.token_urlsafe(32)
-        self.secret = secret  # the effective secret: signs tokens, links and CSRF tokens
-        self.tokens = TokenSigner(secret, settings.token_ttl_seconds)
-        self.metering = MeteringStore(db, catalog, billing_enabled=settings.billing_enabled)
-        self.accounts = Accounts(
-            db,
-            trial_days=settings.trial_days,
-            trial_sessions=settings.trial_sessions,
-            billing_roles=settings.billing_roles,
-            billing_enabled=settings.billing_enabled,
-            roles=settings.roles,
-        )
-        self.subscriptions = Subscriptions(db, catalog, self.metering)
-        self.web_sessions = WebSessions(db, code_seconds=settings.login_link_seconds,
-                                        session_seconds=settings.session_ttl_seconds)
-        self.sandbox: SandboxProvider | None = None
-        self.provider: PaymentProvider
-        if settings.payment_provider == "stripe":
-            if not settings.stripe_api_key or not settings.stripe_webhook_secret:
-                raise ValueError("AGENTBILLING_PAYMENT_PROVIDER=stripe needs AGENTBILLING_STRIPE_API_KEY and "
-                                 "AGENTBILLING_STRIPE_WEBHOOK_SECRET")
-            self.provider = StripeProvider(api_key=settings.stripe_api_key,
-                                           webhook_secret=settings.stripe_webhook_secret,
-                                           api_base=settings.stripe_api_base, catalog=catalog,
-                                           test_clock=isinstance(clock, TestClock))
-        else:
-            self.sandbox = SandboxProvider(db, webhook_secret=_derived_secret(secret, "sandbox-webhooks"),
-                                           link_secret=secret)
-            self.sandbox.deliver = lambda body, headers: self.receive_webhook("sandbox", body, headers)
-            self.provider = self.sandbox
-        self.lifecycle = Lifecycle(db, catalog, self.provider, grace=timedelta(days=settings.grace_days))
-        claim = timedelta(seconds=settings.delivery_claim_seconds)
-        self.notices = NoticeBook(db, catalog, claim=claim, billing_enabled=settings.billing_enabled)
-        self.mailer = mailer_for(settings.smtp_url, settings.outbox_dir or _default_outbox(settings.database_url))
-        self.wall_clock: Clock = SystemClock()  # delivery's own time: claims and retries, not business time
-        self.webhooks = WebhooksOut(db, claim=claim, allow_private=settings.webhook_allow_private)
-        self.clock_follower: clocks.ClockFollower | None = None  # set by `connect`
+    def __init__(self, services: bootstrap.Services) -> None:
+        self.settings = services.settings
+        self.db = services.db
+        self.catalog = services.catalog
+        self.clock = services.clock
+        self.clock_follower = services.clock_follower
+        self.secret = services.secret  # the effective secret: signs tokens, links and CSRF tokens
+        self.tokens = services.tokens
+        self.metering = services.metering
+        self.accounts = services.accounts
+        self.subscriptions = services.subscriptions
+        self.web_sessions = services.web_sessions
+        self.provider = services.provider
+        self.sandbox = services.sandbox
+        self.lifecycle = services.lifecycle
+        self.notices = services.notices
+        self.mailer = services.mailer
+        self.wall_clock = services.wall_clock  # delivery's own time: claims and retries, not business time
+        self.webhooks = services.webhooks
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -146,8 +80,6 @@ class Billing:
     # -- operator: tenants, keys, users, tokens ----------------------------------------
 
     def create_tenant(self, tenant_id: str, name: str, billing_email: str) -> Tenant:
-        if len(_id(tenant_id, "id")) > 64:
-            raise InvalidInput("id is longer than 64 characters.")
         return self.accounts.create_tenant(tenant_id, name, billing_email, self.now())
 
     def get_tenant(self, tenant_id: str) -> Tenant:
@@ -166,7 +98,7 @@ class Billing:
         return self.metering.tenant_for_key_hash(hash_api_key(key))
 
     def create_user(self, tenant_id: str, user_id: str, email: str, role: str) -> User:
-        return self.accounts.create_user(tenant_id, _id(user_id, "id"), email, role, self.now())
+        return self.accounts.create_user(tenant_id, user_id, email, role, self.now())
 
     def get_user(self, tenant_id: str, user_id: str) -> User:
         return self.accounts.get_user(tenant_id, user_id)
@@ -323,13 +255,8 @@ class Billing:
 
     def open_session(self, tenant_id: str, session_id: str, *, agent_id: str, direction: str | Direction) -> OpenResult:
         """Admit a new session and count its first unit, atomically; or refuse with the R4 reason."""
-        return self.metering.open_session(
-            tenant_id,
-            _id(session_id, "id"),
-            _id(agent_id, "agent_id"),
-            _enum(Direction, direction, "direction"),
-            self.now(),
-        )
+        return self.metering.open_session(tenant_id, *self.admission_request(session_id, agent_id, direction),
+                                          self.now())
 
     def open_session_for_key(
         self, key: str, session_id: str, *, agent_id: str, direction: str | Direction
@@ -337,17 +264,13 @@ class Billing:
         """`open_session` for the tenant of a live API key, checked in the same transaction; None if
         the key is unknown or revoked."""
         return self.metering.open_session_for_key(
-            hash_api_key(key),
-            _id(session_id, "id"),
-            _id(agent_id, "agent_id"),
-            _enum(Direction, direction, "direction"),
-            self.now(),
-        )
+            hash_api_key(key), *self.admission_request(session_id, agent_id, direction), self.now())
 
     @staticmethod
     def admission_request(session_id: str, agent_id: str, direction: str | Direction) -> AdmissionRequest:
         """A request to open a session, validated, for `open_sessions_for_key`."""
-        return AdmissionRequest(_id(session_id, "id"), _id(agent_id, "agent_id"), _enum(Direction, direction, "direction"))
+        return AdmissionRequest(identifier(session_id, "id"), identifier(agent_id, "agent_id"),
+                                choice(Direction, direction, "direction"))
 
     def open_sessions_for_key(
         self, key: str, requests: Sequence[AdmissionRequest]
@@ -372,7 +295,7 @@ class Billing:
         return await self.metering.open_sessions_kept_async(pool, hash_api_key(key), requests, self.now())
 
     def record_message(self, tenant_id: str, session_id: str, sender: str | Sender) -> Session:
-        return self.metering.record_message(tenant_id, session_id, _enum(Sender, sender, "from"), self.now())
+        return self.metering.record_message(tenant_id, session_id, choice(Sender, sender, "from"), self.now())
 
     def end_session(self, tenant_id: str, session_id: str) -> Session:
         return self.metering.end_session(tenant_id, session_id, self.now())
@@ -447,7 +370,8 @@ class Billing:
         self.lifecycle.cancel_change(tenant_id, self.now())
         return self.billing_view(tenant_id)
 
-    def invoices(self, tenant_id: str, *, cursor: str | None = None, limit: int = 20) -> tuple[list[Invoice], str | None]:
+    def invoices(self, tenant_id: str, *, cursor: str | None = None,
+                 limit: int = 20) -> tuple[list[Invoice], str | None]:
         return self.lifecycle.invoices(tenant_id, cursor, limit)
 
     def invoice(self, tenant_id: str, invoice_id: str) -> Invoice:
@@ -486,45 +410,6 @@ class Billing:
         self._sandbox(tenant_id).resume(tenant_id, self.now())
 
 
-def _default_outbox(database_url: str) -> Path:
-    """Beside the SQLite file (agentbilling.db.outbox/), else ./agentbilling-outbox/."""
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return Path(url.database + ".outbox")
-    return Path("agentbilling-outbox")
-
-
-def _derived_secret(secret: str, purpose: str) -> str:
-    """A Standard Webhooks secret (whsec_ + base64) derived from the deployment's secret key."""
-    digest = hmac.new(secret.encode(), purpose.encode(), hashlib.sha256).digest()
-    return "whsec_" + base64.b64encode(digest).decode()
-
-
-def timeouts_of(settings: Settings) -> Timeouts:
-    return Timeouts(connect=settings.db_connect_timeout, statement=settings.db_statement_timeout,
-                    pool=settings.db_pool_timeout, keepalive_idle=settings.db_keepalive_idle)
-
-
 def connect(settings: Settings | None = None, *, clock: Clock | None = None, upgrade: bool = True) -> Billing:
     """Open the service on the configured database, migrating it first unless told not to."""
-    settings = settings or Settings()
-    db = Database(settings.database_url, pool_size=settings.db_pool_size,
-                  sqlite_synchronous=settings.sqlite_synchronous,
-                  pg_synchronous_commit=settings.pg_synchronous_commit, timeouts=timeouts_of(settings))
-    if upgrade:
-        try:
-            migrate.upgrade(db)
-        except BaseException:
-            db.dispose()  # a database that does not answer yet: the caller may try again
-            raise
-    catalog = load_catalog(settings.plans_file)
-    follower = None
-    if clock is None:
-        if settings.test_clock:
-            clock = clocks.load_test_clock(db, datetime.now(UTC))
-            follower = clocks.ClockFollower(db, clock).start()  # advances made by other processes
-        else:
-            clock = SystemClock()
-    service = Billing(settings, db, catalog, clock)
-    service.clock_follower = follower
-    return service
+    return Billing(bootstrap.build(settings or Settings(), clock, upgrade=upgrade))

@@ -7,7 +7,7 @@ import time
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from tests.api.support import (
+from tests.support.http import (
     add_user,
     assert_page,
     assert_problem,
@@ -18,8 +18,8 @@ from tests.api.support import (
     set_limit,
     view,
 )
-from tests.conftest import operator_headers
-from tests.helpers import open_session, setup_tenant
+from tests.support.service import operator_headers
+from tests.support.tenants import open_session, setup_tenant
 
 TOKEN_SALT = "agentbilling.user-token"  # what the service signs user tokens with
 TEST_SECRET = "test-secret-key"  # the secret of the test settings

@@ -11,10 +11,10 @@ import pytest
 
 from agentbilling.api.app import create_app
 from agentbilling.settings import Settings
-from tests.api.support import add_user
-from tests.api.subscribing import subscribe
-from tests.conftest import operator_headers
-from tests.helpers import TenantAccess, open_session, setup_tenant
+from tests.support.http import add_user
+from tests.support.service import operator_headers
+from tests.support.subscribing import subscribe
+from tests.support.tenants import TenantAccess, open_session, setup_tenant
 
 OPERATOR, RUNTIME, BILLING, PAGE, CAPABILITY, PROVIDER, PUBLIC = (
     "operator", "runtime", "billing", "page", "capability", "provider", "public")

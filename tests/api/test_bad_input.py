@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from agentbilling.storage.tables import api_keys, tenants, users
-from tests.api.support import assert_problem, card, message, put_on_plan, session_list, set_limit, view
-from tests.conftest import operator_headers
-from tests.helpers import open_session, setup_tenant
+from tests.support.http import assert_problem, card, message, put_on_plan, session_list, set_limit, view
+from tests.support.service import operator_headers
+from tests.support.tenants import open_session, setup_tenant
 
 OP = operator_headers()
 

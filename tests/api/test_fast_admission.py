@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import setup_tenant
+from tests.support.tenants import setup_tenant
 
 
 def _both(client, headers, body):

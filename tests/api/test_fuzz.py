@@ -20,9 +20,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.api.support import put_on_plan
-from tests.conftest import operator_headers
-from tests.helpers import setup_tenant
+from tests.support.http import put_on_plan
+from tests.support.service import operator_headers
+from tests.support.tenants import setup_tenant
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 # Requests per credential and generation mode; AGENTBILLING_FUZZ_EXAMPLES raises it for a longer run.

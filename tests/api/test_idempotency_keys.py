@@ -15,8 +15,8 @@ from agentbilling.client import Billing
 from agentbilling.worker import Worker
 from agentbilling.storage.repositories.idempotency import IdempotencyStore
 from agentbilling.storage.tables import idempotency_keys
-from tests.conftest import operator_headers
-from tests.helpers import open_session, setup_tenant
+from tests.support.service import operator_headers
+from tests.support.tenants import open_session, setup_tenant
 
 
 def keyed(headers: dict[str, str], key: str) -> dict[str, str]:

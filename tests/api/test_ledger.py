@@ -1,7 +1,7 @@
 """The ledger over HTTP (R8, R8a, R10): each way a review found to get paid service without paying,
 replayed through the sandbox and the test clock, now billed as the rules say.
 
-The small catalog of tests/api/subscribing.py: Mini $10.00 (2 included, $1.00 each beyond, base
+The small catalog of tests/support/subscribing.py: Mini $10.00 (2 included, $1.00 each beyond, base
 limit 3, highest 10), Maxi $30.00 (5 included, $0.50), Euro €9.00. The first period runs from
 Jan 31 09:00 to Feb 28 09:00 (28 days), the second to Mar 31 09:00.
 """
@@ -11,7 +11,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from agentbilling.storage.tables import segments
-from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
+from tests.support.concurrency import at_once
+from tests.support.http import assert_problem, card, view
+from tests.support.service import operator_headers
+from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
     CARD_CHARGES_FAIL,
     CARD_OK,
     PAYMENT_OVERDUE,
@@ -27,9 +30,7 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     settings,
     subscribe,
 )
-from tests.api.support import assert_problem, card, view
-from tests.conftest import operator_headers
-from tests.helpers import advance, setup_tenant
+from tests.support.tenants import advance, setup_tenant
 
 FEB_28 = "2026-02-28T09:00:00Z"
 MAR_31 = "2026-03-31T09:00:00Z"
@@ -202,8 +203,6 @@ def test_many_workers_at_once_close_each_period_once(client, billing):
     change that came due mid-period and a plain one: one final invoice, one renewal each, and every
     segment closed once with its extras billed once."""
     from datetime import UTC, datetime
-
-    from tests.integration.test_worker import at_once
 
     tenants = [setup_tenant(client, f"w{i}") for i in range(3)]
     for access in tenants:

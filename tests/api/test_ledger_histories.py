@@ -20,7 +20,8 @@ from agentbilling.domain import ledger
 from agentbilling.domain.ledger import Segment
 from agentbilling.domain.periods import Period
 from agentbilling.storage.tables import credit_balances, invoices, segments, usage_counters
-from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
+from tests.support.http import view
+from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
     CARD_CHARGES_FAIL,
     CARD_OK,
     acme,
@@ -31,8 +32,7 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     portal_action,
     settings,
 )
-from tests.api.support import view
-from tests.helpers import advance, open_session
+from tests.support.tenants import advance, open_session
 
 HISTORIES = int(os.environ.get("AGENTBILLING_LEDGER_HISTORIES", "200"))
 USD_PLANS = ["mini", "maxi", "reach"]

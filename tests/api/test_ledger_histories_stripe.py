@@ -19,9 +19,9 @@ from sqlalchemy import select
 from agentbilling.domain.ledger import Segment
 from agentbilling.domain.periods import Period
 from agentbilling.storage.tables import invoices, segments, subscriptions, usage_counters
-from tests.api.subscribing import CARD_CHARGES_FAIL, CARD_OK, change_plan, checkout
-from tests.api.test_stripe import acme, billing, client, customer_of, standin  # noqa: F401 (fixtures)
-from tests.helpers import advance, open_session
+from tests.support.stripe import acme, billing, client, customer_of, standin  # noqa: F401 (fixtures)
+from tests.support.subscribing import CARD_CHARGES_FAIL, CARD_OK, change_plan, checkout
+from tests.support.tenants import advance, open_session
 
 HISTORIES = int(os.environ.get("AGENTBILLING_LEDGER_STRIPE_HISTORIES", "200"))
 PLANS = ["mini", "maxi", "reach"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
+from tests.support.service import operator_headers
+from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
     CARD_CHARGES_FAIL,
     acme,
     add_card,
@@ -12,8 +13,7 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     settings,
     subscribe,
 )
-from tests.conftest import operator_headers
-from tests.helpers import advance, open_session
+from tests.support.tenants import advance, open_session
 
 FEB_28 = "2026-02-28T09:00:00Z"
 

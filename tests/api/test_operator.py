@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from agentbilling.api.app import create_app
 from agentbilling.client import connect
 from agentbilling.settings import Settings
-from tests.api.support import add_user, assert_problem, card, put_on_plan, set_limit, view
-from tests.conftest import OPERATOR_KEY, operator_headers
-from tests.helpers import advance, open_session, setup_tenant
+from tests.support.http import add_user, assert_problem, card, put_on_plan, set_limit, view
+from tests.support.service import OPERATOR_KEY, operator_headers
+from tests.support.tenants import advance, open_session, setup_tenant
 
 OP = operator_headers()
 

@@ -4,14 +4,12 @@ the CSRF token scraped from the page."""
 
 from __future__ import annotations
 
-import re
-from urllib.parse import urlsplit
-
 import pytest
 
-from tests.api.subscribing import CARD_CHARGES_FAIL, CARD_DECLINED, CARD_OK, checkout, invoices
-from tests.api.support import card
-from tests.helpers import TenantAccess, advance, setup_tenant
+from tests.support.http import card
+from tests.support.pages import assert_back_to, checkout_path, csrf_of, pay, portal_path, subscribed
+from tests.support.subscribing import CARD_CHARGES_FAIL, CARD_DECLINED, CARD_OK, invoices
+from tests.support.tenants import TenantAccess, advance, setup_tenant
 
 DECLINED = "Your card was declined. Try another card."
 FEB_28 = "2026-02-28T09:00:00Z"  # the first renewal of a plan subscribed at the start (Jan 31 09:00)
@@ -22,44 +20,9 @@ def acme(client) -> TenantAccess:
     return setup_tenant(client, "acme")
 
 
-def csrf_of(page) -> str:
-    assert page.status_code == 200, page.text
-    match = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert match, page.text
-    return match.group(1)
-
-
-def checkout_path(client, access: TenantAccess, plan_id: str = "starter") -> str:
-    r = checkout(client, access, plan_id)
-    assert r.status_code == 200, r.text
-    return urlsplit(r.json()["url"]).path
-
-
-def portal_path(client, access: TenantAccess) -> str:
-    r = client.post("/v1/billing/portal", headers=access.owner_headers)
-    assert r.status_code == 200, r.text
-    return urlsplit(r.json()["url"]).path
-
-
-def pay(client, path: str, card_number: str = CARD_OK):
-    csrf = csrf_of(client.get(path))
-    return client.post(path, data={"card": card_number, "csrf": csrf}, follow_redirects=False)
-
-
 def portal_post(client, portal: str, action: str, **fields: str):
     csrf = csrf_of(client.get(portal))
     return client.post(f"{portal}/{action}", data={"csrf": csrf, **fields}, follow_redirects=False)
-
-
-def assert_back_to(r, path: str) -> None:
-    assert r.status_code == 303, r.text
-    assert urlsplit(r.headers["location"]).path == path
-
-
-def subscribed(client, access: TenantAccess, plan_id: str = "starter") -> str:
-    """Subscribe through the checkout page; the portal's path."""
-    assert_back_to(pay(client, checkout_path(client, access, plan_id)), "/billing")
-    return portal_path(client, access)
 
 
 # -- checkout ----------------------------------------------------------------------------------

@@ -11,11 +11,10 @@ from fastapi.testclient import TestClient
 from agentbilling.api.app import create_app
 from agentbilling.client import connect
 from agentbilling.settings import Settings
-from tests.api.support import add_user
-from tests.api.test_billing_page import _csrf, _login
-from tests.api.test_portal_pages import checkout_path, portal_path, subscribed
-from tests.conftest import operator_headers
-from tests.helpers import setup_tenant
+from tests.support.http import add_user
+from tests.support.pages import checkout_path, login, subscribed
+from tests.support.service import operator_headers
+from tests.support.tenants import setup_tenant
 
 OP = operator_headers()
 
@@ -42,7 +41,7 @@ def test_finding_6_every_page_of_the_tab_and_portal_has_the_headers_and_no_inlin
     checkout = checkout_path(client, acme)
     portal = subscribed(client, acme)
     pages = [portal, checkout]
-    _login(client)
+    login(client)
     pages += ["/billing", "/billing/plans/growth/change", "/billing/scheduled-plan/cancel",
               "/billing/plans/enterprise/demo", "/docs"]
     for path in pages:

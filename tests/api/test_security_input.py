@@ -10,10 +10,10 @@ import json
 import httpx
 import pytest
 
-from tests.api.test_billing_page import _csrf, _login
-from tests.api.support import add_user, assert_problem, put_on_plan
-from tests.conftest import operator_headers
-from tests.helpers import open_session, setup_tenant
+from tests.support.http import add_user, assert_problem, put_on_plan
+from tests.support.pages import login, tab_csrf
+from tests.support.service import operator_headers
+from tests.support.tenants import open_session, setup_tenant
 
 OP = operator_headers()
 NUL_INPUTS = ["a\x00b", "\x00", "a\x01b", "tab\x7fdel", "c1\x85x", "a\x1bb"]
@@ -101,7 +101,7 @@ def test_finding_8_crafted_cursors_are_4xx_on_every_list(client, cursor):
         assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
         assert_problem(r, r.status_code)
     # The tab's own list takes a cursor too: a page, not a 500.
-    _login(client)
+    login(client)
     r = client.get("/billing", params={"cursor": cursor})
     assert r.status_code < 500, r.text
 
@@ -110,8 +110,8 @@ def test_finding_8_crafted_cursors_are_4xx_on_every_list(client, cursor):
 def test_finding_8_set_limit_form_with_odd_digits_is_refused_not_500(client, value):
     acme = setup_tenant(client)
     put_on_plan(client, "acme", "starter")
-    _login(client)
-    csrf = _csrf(client)
+    login(client)
+    csrf = tab_csrf(client)
     r = client.post("/billing/session-limit", data={"limit": value, "csrf": csrf})
     assert r.status_code == 422, r.text
     assert client.get("/v1/billing", headers=acme.owner_headers).json()["session_limit"]["custom"] is False

@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from agentbilling.payments.sandbox.provider import SandboxProvider
-from tests.api.support import add_user, card
-from tests.api.test_portal_pages import csrf_of, portal_path, subscribed
-from tests.conftest import operator_headers
-from tests.helpers import setup_tenant
+from tests.support.http import add_user, card
+from tests.support.pages import csrf_of, portal_path, subscribed
+from tests.support.service import operator_headers
+from tests.support.tenants import setup_tenant
 
 OP = operator_headers()
 

@@ -13,9 +13,9 @@ from sqlalchemy import select, update
 
 from agentbilling.api.deps import SESSION_COOKIE
 from agentbilling.storage.tables import login_codes, web_sessions
-from tests.api.support import add_user, assert_page, assert_problem
-from tests.conftest import operator_headers
-from tests.helpers import setup_tenant
+from tests.support.http import add_user, assert_page, assert_problem
+from tests.support.service import operator_headers
+from tests.support.tenants import setup_tenant
 
 OP = operator_headers()
 

@@ -12,9 +12,9 @@ import pytest
 from agentbilling.delivery import destinations
 from agentbilling.delivery.webhooks_out import emit
 from agentbilling.settings import Settings
-from tests.api.support import assert_problem
-from tests.conftest import operator_headers
-from tests.integration.test_webhooks_out import Receiver, receiver  # noqa: F401 (a fixture)
+from tests.fakes.webhook_endpoint import Receiver, receiver  # noqa: F401 (a fixture)
+from tests.support.http import assert_problem
+from tests.support.service import operator_headers
 
 OP = operator_headers()
 

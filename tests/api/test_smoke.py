@@ -1,6 +1,6 @@
 """The first story end to end over HTTP: a 36-hour conversation is 1 session and 2 billable sessions."""
 
-from tests.helpers import advance, open_session, setup_tenant
+from tests.support.tenants import advance, open_session, setup_tenant
 
 
 def test_a_36_hour_conversation_is_one_session_and_two_billable_sessions(client):

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from agentbilling.api.app import create_app
 from agentbilling.client import connect
-from tests.api.support import (
+from tests.support.http import (
     LIMIT_ALMOST,
     LIMIT_REACHED,
     SUBSCRIPTION_ENDED,
@@ -23,7 +23,7 @@ from tests.api.support import (
     set_limit,
     view,
 )
-from tests.helpers import advance, open_session, setup_tenant
+from tests.support.tenants import advance, open_session, setup_tenant
 
 HOUR = 3600
 DAY = 24 * HOUR

@@ -1,84 +1,38 @@
 """The same lifecycles with AGENTBILLING_PAYMENT_PROVIDER=stripe: the official SDK against the
-local Stripe stand-in (tests/stripe_standin), whose webhooks, signed with Stripe's scheme, reach
+local Stripe stand-in (tests/fakes/stripe_standin), whose webhooks, signed with Stripe's scheme, reach
 the service served by a real uvicorn. Stripe charges, renews and retries; agentbilling mirrors it,
 adds the sessions beyond the included to each renewal while it is a draft, and runs the grace
 period on top. The test clock moves Stripe's test clock with it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from sqlalchemy import select
 
-from agentbilling.api.app import create_app
-from agentbilling.clock import TestClock
-from agentbilling.client import Billing, connect
-from agentbilling.settings import Settings
-from agentbilling.storage.tables import subscriptions
-from tests.api.subscribing import (
+from tests.fakes.stripe_standin import StripeStandin
+from tests.support.http import LIMIT_REACHED, SUBSCRIPTION_ENDED, assert_problem, card, view
+from tests.support.service import OPERATOR_KEY
+from tests.support.stripe import SECRET, acme, billing, client, customer_of, standin  # noqa: F401 (fixtures)
+from tests.support.subscribing import (
     CARD_CHARGES_FAIL,
     CARD_DECLINED,
     CARD_OK,
     PAYMENT_OVERDUE,
-    STRIPE_PRICES,
     admitted,
     badges,
     change_plan,
     checkout,
     fill,
     invoices,
-    plans_file,
     refused,
 )
-from tests.api.support import LIMIT_REACHED, SUBSCRIPTION_ENDED, assert_problem, card, view
-from tests.conftest import OPERATOR_KEY, START, LiveServer
-from tests.helpers import TenantAccess, advance, setup_tenant
-from tests.stripe_standin import StripeStandin
+from tests.support.tenants import TenantAccess, advance, setup_tenant
 
-SECRET = "whsec_stripe_test_secret"
 FEB_28 = "2026-02-28T09:00:00Z"
 MAR_31 = "2026-03-31T09:00:00Z"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def standin() -> Iterator[StripeStandin]:
-    with StripeStandin(webhook_url=None, webhook_secret=SECRET, start_time=START, prices=STRIPE_PRICES) as s:
-        yield s
-
-
-@pytest.fixture
-def billing(database_url: str, tmp_path, standin: StripeStandin) -> Iterator[Billing]:
-    settings = Settings(database_url=database_url, operator_key=OPERATOR_KEY, secret_key="test-secret-key",
-                        test_clock=True, plans_file=plans_file(tmp_path), payment_provider="stripe",
-                        stripe_api_key="sk_test_agentbilling", stripe_webhook_secret=SECRET,
-                        stripe_api_base=standin.url)
-    service = connect(settings, clock=TestClock(START), upgrade=False)
-    yield service
-    service.close()
-
-
-@pytest.fixture
-def client(billing: Billing, standin: StripeStandin) -> Iterator[httpx.Client]:
-    with LiveServer(create_app(billing)) as server:
-        standin.set_webhook(f"{server.url}/v1/webhooks/stripe", SECRET)
-        with httpx.Client(base_url=server.url, timeout=60) as c:
-            yield c
-
-
-@pytest.fixture
-def acme(client) -> TenantAccess:
-    return setup_tenant(client, "acme")
-
-
-def customer_of(billing: Billing, tenant_id: str) -> str:
-    with billing.db.read() as conn:
-        return conn.execute(select(subscriptions.c.provider_customer)
-                            .where(subscriptions.c.tenant_id == tenant_id)).scalar_one()
 
 
 def subscribe(client, standin: StripeStandin, access: TenantAccess, plan_id: str, card_number: str = CARD_OK):
@@ -289,7 +243,7 @@ def test_a_stripe_event_with_a_stale_or_foreign_signature_is_refused_and_changes
     import json as _json
     import time as _time
 
-    from tests.stripe_standin.webhooks import sign
+    from tests.fakes.stripe_standin.webhooks import sign
 
     co = checkout(client, acme, "mini").json()
     standin.set_webhook(None)  # hold: nothing reaches the service
@@ -482,7 +436,7 @@ def test_finding_10_a_stripe_event_signed_ten_minutes_ahead_is_refused(client, s
     import json as _json
     import time as _time
 
-    from tests.stripe_standin.webhooks import sign
+    from tests.fakes.stripe_standin.webhooks import sign
 
     co = checkout(client, acme, "mini").json()
     standin.set_webhook(None)
@@ -512,7 +466,7 @@ def test_finding_10_a_stripe_event_signed_ten_minutes_ahead_is_refused(client, s
 def test_finding_10_a_malformed_signed_stripe_event_is_400(client, standin, acme, event):
     import json as _json
 
-    from tests.stripe_standin.webhooks import sign
+    from tests.fakes.stripe_standin.webhooks import sign
 
     body = _json.dumps(event)
     r = client.post("/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body, SECRET)})

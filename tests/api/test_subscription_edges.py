@@ -10,7 +10,9 @@ import threading
 from sqlalchemy import select
 
 from agentbilling.storage.tables import sandbox_charges, subscriptions
-from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
+from tests.support.http import assert_problem, card, view
+from tests.support.service import operator_headers
+from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
     acme,
     settings,
     CARD_CHARGES_FAIL,
@@ -25,9 +27,7 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     subscribe,
     undelivered,
 )
-from tests.api.support import assert_problem, card, view
-from tests.conftest import operator_headers
-from tests.helpers import advance
+from tests.support.tenants import advance
 
 FEB_28 = "2026-02-28T09:00:00Z"
 MAR_31 = "2026-03-31T09:00:00Z"

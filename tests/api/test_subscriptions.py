@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
+from tests.support.http import (
+    LIMIT_REACHED,
+    PAYMENT_OVERDUE_HELP,
+    SUBSCRIPTION_ENDED,
+    assert_problem,
+    card,
+    view,
+)
+from tests.support.service import operator_headers
+from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
     acme,
     settings,
     CARD_CHARGES_FAIL,
@@ -26,16 +35,7 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     refused,
     subscribe,
 )
-from tests.api.support import (
-    LIMIT_REACHED,
-    PAYMENT_OVERDUE_HELP,
-    SUBSCRIPTION_ENDED,
-    assert_problem,
-    card,
-    view,
-)
-from tests.conftest import operator_headers
-from tests.helpers import advance, open_session, setup_tenant
+from tests.support.tenants import advance, open_session, setup_tenant
 
 # START is Jan 31 09:00 UTC: a plan subscribed then renews Feb 28, Mar 31, Apr 30 at 09:00.
 FEB_28 = "2026-02-28T09:00:00Z"
@@ -375,7 +375,7 @@ def test_a_non_test_card_is_refused_by_the_sandbox(client, acme):
 
 
 def test_invoices_are_for_owners_only(client, acme):
-    from tests.api.support import add_user
+    from tests.support.http import add_user
 
     member = add_user(client, "acme", "m", "member")
     assert_problem(client.get("/v1/billing/invoices", headers=member), 404)

@@ -9,9 +9,9 @@ import pytest
 
 from agentbilling.usecases import test_clock as clocks
 from agentbilling.settings import Settings
-from tests.api.support import assert_problem
-from tests.conftest import operator_headers
-from tests.helpers import open_session, setup_tenant
+from tests.support.http import assert_problem
+from tests.support.service import operator_headers
+from tests.support.tenants import open_session, setup_tenant
 
 
 @pytest.fixture

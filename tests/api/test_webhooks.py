@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from agentbilling.domain.periods import add_months
 from agentbilling.client import Billing
 from agentbilling.storage.tables import provider_events
-from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixtures)
+from tests.support.http import assert_problem, card
+from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
     acme,
     settings,
     CARD_CHARGES_FAIL,
@@ -30,8 +31,7 @@ from tests.api.subscribing import (  # noqa: F401 (settings and acme are fixture
     subscribe,
     undelivered,
 )
-from tests.api.support import assert_problem, card
-from tests.helpers import advance, setup_tenant
+from tests.support.tenants import advance, setup_tenant
 
 
 class Held:

@@ -21,8 +21,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 
 from agentbilling.api.app import create_app
 from agentbilling.client import Billing
-from tests.conftest import LiveServer, operator_headers
-from tests.helpers import TenantAccess, setup_tenant
+from tests.support.service import LiveServer, operator_headers
+from tests.support.tenants import TenantAccess, setup_tenant
 
 ARTIFACTS = Path(os.environ.get("AGENTBILLING_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
 # The flags a headless Chromium needs on a machine with no network beyond the local one.

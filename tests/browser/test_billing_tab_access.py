@@ -6,9 +6,9 @@ import re
 
 from playwright.sync_api import Browser, expect
 
-from tests.browser.test_billing_tab import card, pay_in_the_portal, plan_card
-from tests.conftest import operator_headers
-from tests.helpers import open_session
+from tests.support.browser import card, pay_in_the_portal, plan_card
+from tests.support.service import operator_headers
+from tests.support.tenants import open_session
 
 
 def test_without_javascript_every_dialog_is_a_page_and_the_change_still_goes_through(site, browser: Browser, shot):

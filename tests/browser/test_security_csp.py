@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_billing_tab import pay_in_the_portal
+from tests.support.browser import pay_in_the_portal
 
 
 def _violations(page: Page) -> list[str]:

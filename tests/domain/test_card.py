@@ -20,7 +20,7 @@ from agentbilling.domain.card import (
 )
 from agentbilling.domain.gate import Refusal
 from agentbilling.domain.subscription import Status, Subscription, standing
-from tests.domain.support import DAY, OUTREACH, STARTER, T0, US, fast, paid_sub, trial_sub
+from tests.support.domain import DAY, OUTREACH, STARTER, T0, US, fast, paid_sub, trial_sub
 
 
 def card_at(sub: Subscription, now, used: int):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from agentbilling.domain.gate import Refusal, refusal
 from agentbilling.domain.subscription import Status, standing
-from tests.domain.support import DAY, OUTREACH, STARTER, T0, UNCAPPED, fast, paid_sub, trial_sub
+from tests.support.domain import DAY, OUTREACH, STARTER, T0, UNCAPPED, fast, paid_sub, trial_sub
 
 
 def test_the_three_reasons_with_their_codes_and_exact_messages():

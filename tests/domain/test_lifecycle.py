@@ -21,7 +21,7 @@ from agentbilling.domain.subscription import (
     start_plan,
     with_payment_failed,
 )
-from tests.domain.support import DAY, GROWTH, STARTER, T0, US, fast, paid_sub, trial_sub
+from tests.support.domain import DAY, GROWTH, STARTER, T0, US, fast, paid_sub, trial_sub
 
 GRACE = 7 * DAY
 PERIOD_END = T0.replace(month=2, day=28)  # the first period of a Jan 31 anchor: Jan 31 .. Feb 28

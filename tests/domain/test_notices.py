@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from agentbilling.domain.notices import NoticeType, due_notices, event_notices, notices_due_after
 from agentbilling.domain.plan_change import PlanChange
 from agentbilling.domain.subscription import Status
-from tests.domain.support import DAY, GROWTH, STARTER, T0, paid_sub, trial_sub
+from tests.support.domain import DAY, GROWTH, STARTER, T0, paid_sub, trial_sub
 
 N = NoticeType
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from agentbilling.domain.money import Money
 from agentbilling.domain.plans import ANSWERED_ONLY, Catalog, Plan, Terms
-from tests.domain.support import GROWTH, OUTREACH, STARTER, fast, usd
+from tests.support.domain import GROWTH, OUTREACH, STARTER, fast, usd
 
 
 def test_money_is_integer_minor_units_with_an_iso_currency():

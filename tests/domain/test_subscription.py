@@ -14,7 +14,7 @@ from agentbilling.domain.gate import Refusal
 from agentbilling.domain.limits import effective_limit
 from agentbilling.domain.periods import period_at
 from agentbilling.domain.subscription import TRANSITIONS, TRIAL_COUNTER, Event, Status, standing, transition
-from tests.domain.support import DAY, GROWTH, OUTREACH, STARTER, T0, US, fast, paid_sub, trial_sub
+from tests.support.domain import DAY, GROWTH, OUTREACH, STARTER, T0, US, fast, paid_sub, trial_sub
 
 ALLOWED = {
     (Status.TRIALING, Event.TRIAL_RAN_OUT): Status.EXPIRED,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentbilling.domain.trial import Trial
-from tests.domain.support import fast, DAY, T0, US
+from tests.support.domain import fast, DAY, T0, US
 
 DAY_US = 86400 * 10**6
 S = timedelta(seconds=1)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.subscription import standing
 from agentbilling.domain.usage import DayUsage, chart_window, units_by_day, window_starts
-from tests.domain.support import DAY, STARTER, T0, paid_sub, trial_sub
+from tests.support.domain import DAY, STARTER, T0, paid_sub, trial_sub
 
 HOUR = timedelta(hours=1)
 

@@ -20,8 +20,8 @@ import pytest
 
 from agentbilling.domain.gate import Refusal
 from agentbilling.client import Billing, connect
-from tests.conftest import operator_headers
-from tests.helpers import TenantAccess, open_session, setup_tenant
+from tests.support.service import operator_headers
+from tests.support.tenants import TenantAccess, open_session, setup_tenant
 
 BURST = 32
 ROUNDS = 20

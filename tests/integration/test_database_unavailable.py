@@ -2,7 +2,7 @@
 `database-unavailable` with Retry-After, within the timeouts, never a 500 or a hang; /readyz
 answers within 5 s and says why; the service recovers by itself when the database returns.
 
-The service reaches PostgreSQL through a TCP proxy (tests/db_proxy.py) that cuts or hangs its
+The service reaches PostgreSQL through a TCP proxy (tests/fakes/db_proxy.py) that cuts or hangs its
 connections. PostgreSQL only: SQLite has no network to lose.
 """
 
@@ -20,9 +20,9 @@ from agentbilling.api.app import create_app
 from agentbilling.clock import TestClock
 from agentbilling.client import Billing, connect
 from agentbilling.settings import Settings
-from tests.conftest import LiveServer
-from tests.db_proxy import DbProxy
-from tests.helpers import TenantAccess, open_session, setup_tenant
+from tests.fakes.db_proxy import DbProxy
+from tests.support.service import LiveServer
+from tests.support.tenants import TenantAccess, open_session, setup_tenant
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")
 pytestmark = pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: the database is reached over TCP")

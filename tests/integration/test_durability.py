@@ -25,7 +25,7 @@ from agentbilling.clock import TestClock
 from agentbilling.client import connect
 from agentbilling.settings import Settings
 from agentbilling.storage.tables import sessions, usage_counters
-from tests.conftest import START
+from tests.support.service import START
 
 CHILD = Path(__file__).with_name("crash_child.py")
 THREADS = 4

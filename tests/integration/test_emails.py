@@ -7,7 +7,6 @@ a server that refuses is tried again later; a worker that died after claiming fr
 from __future__ import annotations
 
 import email
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +20,7 @@ from agentbilling.clock import TestClock
 from agentbilling.client import Billing, connect
 from agentbilling.usecases.notices import CLAIM
 from agentbilling.settings import Settings
+from tests.support.service import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -48,16 +48,10 @@ class Inbox:
             return [m["X-Agentbilling-Notice"] for m in self.messages]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
     handler = Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -264,7 +258,7 @@ def test_smtp_credentials_in_the_url_log_in(settings, clock):
         return AuthResult(success=logins[-1] == (b"ops", b"p@ss word"))
 
     handler = Inbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, authenticator=authenticator,
                             auth_required=True, auth_require_tls=False)  # TLS is smtps:// or smtp+starttls://
     controller.start()

@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from agentbilling.domain.plans import Terms
 from agentbilling.client import Billing
-from tests.conftest import START
+from tests.support.service import START
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")
 CHILD = Path(__file__).with_name("race_child.py")

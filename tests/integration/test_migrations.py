@@ -26,7 +26,7 @@ from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database
 from agentbilling.storage.tables import metadata
-from tests.conftest import OPERATOR_KEY, START, _backend
+from tests.support.service import OPERATOR_KEY, START, backend
 
 CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "agentbilling"
 PROBLEM_JSON = "application/problem+json"
@@ -70,7 +70,7 @@ def service_on(database_url: str) -> Billing:
 @pytest.fixture
 def empty_postgres() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (only when the run is on PostgreSQL)."""
-    if _backend() != "postgresql":
+    if backend() != "postgresql":
         pytest.skip("PostgreSQL only (AGENTBILLING_TEST_DATABASE_URL)")
     admin_url = make_url(os.environ["AGENTBILLING_TEST_DATABASE_URL"]).set(drivername="postgresql+psycopg")
     name = f"agentbilling_empty_{os.getpid()}_{secrets.token_hex(3)}"

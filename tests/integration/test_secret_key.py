@@ -4,7 +4,6 @@ variable); an unset key is still allowed for trying it out (a random one, with a
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support.service import free_port
 
 CLI = Path(sys.executable).with_name("agentbilling")
 
@@ -30,15 +31,9 @@ def test_finding_9_serve_refuses_a_short_secret_key(tmp_path, key):
     assert "AGENTBILLING_SECRET_KEY" in result.stderr and "32" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("key", [None, "k" * 32])
 def test_finding_9_serve_starts_with_a_long_key_or_none(tmp_path, key):
-    port = _free_port()
+    port = free_port()
     extra = {"AGENTBILLING_SECRET_KEY": key} if key else {}
     proc = subprocess.Popen([str(CLI), "serve", "--no-worker", "--port", str(port)], env=_env(tmp_path, **extra),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -18,7 +18,7 @@ import pytest
 from agentbilling.client import Billing, connect
 from agentbilling.worker import Worker
 from agentbilling.settings import Settings
-from tests.conftest import OPERATOR_KEY, operator_headers
+from tests.support.service import OPERATOR_KEY, operator_headers
 
 
 def within_a_second(read: Callable[[], datetime], expected: datetime) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from agentbilling.domain.plans import Terms
 from agentbilling.client import Billing
-from tests.conftest import START
+from tests.support.service import START
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")
 CHILD = Path(__file__).with_name("wal_child.py")

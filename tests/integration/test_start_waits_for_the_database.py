@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.db_proxy import DbProxy
+from tests.fakes.db_proxy import DbProxy
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")
 WAITING = "the database does not answer yet"

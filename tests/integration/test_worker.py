@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +16,8 @@ from agentbilling.usecases import test_clock as clocks
 from agentbilling.client import Billing
 from agentbilling.worker import Worker
 from agentbilling.storage.tables import invoices, provider_events, sandbox_charges, sandbox_events, subscriptions
-from tests.conftest import START
+from tests.support.concurrency import at_once
+from tests.support.service import START
 
 CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "agentbilling"
 FEB_28 = START.replace(month=2, day=28)
@@ -40,25 +40,6 @@ def renewals(billing: Billing) -> int:
 
 def charges(billing: Billing) -> int:
     return count(billing, select(func.count()).select_from(sandbox_charges))
-
-
-def at_once(n: int, work) -> list[BaseException]:
-    """Run `work` in n threads released together; the errors they raised."""
-    gate, errors = threading.Barrier(n), []
-
-    def run() -> None:
-        gate.wait()
-        try:
-            work()
-        except BaseException as exc:  # collected for the assertion
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return errors
 
 
 def test_many_workers_at_the_renewal_moment_make_and_charge_it_once(billing: Billing):

@@ -22,7 +22,7 @@ from agentbilling.client import Billing
 from agentbilling.delivery.email import message_id
 from agentbilling.usecases.notices import record
 from agentbilling.settings import Settings
-from tests.integration.test_emails import _free_port
+from tests.support.service import free_port
 
 pytestmark = pytest.mark.slow
 AGENTBILLING = str(Path(sys.executable).with_name("agentbilling"))
@@ -61,7 +61,7 @@ def test_a_worker_killed_mid_batch_and_started_again_loses_nothing(settings: Set
         record(conn, "acme", [Notice(NoticeType.PAYMENT_FAILED, f"payment_failed:{i}", f"Notice {i}", "x")
                               for i in range(N)], billing.now())
     inbox = SlowInbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:

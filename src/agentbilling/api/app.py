@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
-from agentbilling import __version__
 from agentbilling.api import contract, docs, problems
 from agentbilling.api.gate.fast_admission import FastAdmission
 from agentbilling.api.guards import RequestGuards
@@ -27,6 +26,7 @@ from agentbilling.storage import migrate
 from agentbilling.web import sandbox_portal as portal
 from agentbilling.web import forms as web_forms
 from agentbilling.web import tab as web
+from agentbilling.version import __version__
 
 READYZ_SECONDS = 4.0  # /readyz answers within this, ready or not
 

@@ -8,6 +8,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agentbilling.domain.errors import AlreadyExists, InvalidInput, NotFound
+from agentbilling.domain.inputs import identifier, tenant_identifier
 from agentbilling.domain.subscription import Status
 from agentbilling.domain.trial import Trial
 from agentbilling.usecases.results import NewApiKey, Tenant, User
@@ -36,6 +37,7 @@ class Accounts:
 
     def create_tenant(self, tenant_id: str, name: str, billing_email: str, now: datetime) -> Tenant:
         """A new tenant starts its one free trial (R5, R6)."""
+        tenant_id = tenant_identifier(tenant_id)
         trial = Trial.start(now, days=self.trial_days, sessions=self.trial_sessions)
         try:
             with self.db.write() as conn:
@@ -90,6 +92,7 @@ class Accounts:
         return User(row.tenant_id, row.id, row.email, row.role, visible)
 
     def create_user(self, tenant_id: str, user_id: str, email: str, role: str, now: datetime) -> User:
+        user_id = identifier(user_id, "id")
         self._check_role(role)
         if "/" in user_id:
             raise InvalidInput("A user id must not contain '/': it could never be addressed.")

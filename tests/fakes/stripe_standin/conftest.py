@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import stripe
 
+from tests.support.standin import SECRET, START
+
 from . import StripeStandin
 from .receiver import WebhookReceiver
-
-SECRET = "whsec_test"
-START = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)  # a Jan 31 anchor exercises short months
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
-"""Small helpers the tests share: set up a tenant with a key and an owner over the API."""
+"""A tenant with a key and an owner, set up over the API; its sessions; the test clock moved over the API."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tests.conftest import operator_headers
+from tests.support.service import operator_headers
 
 
 @dataclass

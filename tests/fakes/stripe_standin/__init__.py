@@ -1,7 +1,7 @@
 """A local stand-in for Stripe's API (prices, customers, Checkout, portal, subscriptions, schedules,
 invoices, test clocks) that sends Stripe-signed webhooks, for testing the Stripe provider.
 
-    from tests.stripe_standin import StripeStandin
+    from tests.fakes.stripe_standin import StripeStandin
 
     with StripeStandin(webhook_url=receiver_url, webhook_secret="whsec_test") as s:
         client = stripe.StripeClient("sk_test_x", base_addresses={"api": s.url})

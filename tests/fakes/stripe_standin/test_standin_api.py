@@ -6,8 +6,9 @@ import httpx
 import pytest
 import stripe
 
+from tests.support.standin import START
+
 from . import StripeStandin
-from .conftest import START
 from .receiver import WebhookReceiver
 
 T0 = int(START.timestamp())

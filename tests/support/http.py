@@ -1,11 +1,11 @@
-"""Assertions and small steps the HTTP API tests share (on top of tests/helpers.py)."""
+"""Assertions and small steps the HTTP API tests share (on top of tests/support/tenants.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import operator_headers
-from tests.helpers import TenantAccess
+from tests.support.service import operator_headers
+from tests.support.tenants import TenantAccess
 
 PROBLEM_TYPE_BASE = "https://agentbilling.dev/problems/"
 SUBSCRIPTION_ENDED = "Your subscription has ended. Please upgrade your plan to continue."

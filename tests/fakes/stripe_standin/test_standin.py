@@ -10,8 +10,9 @@ import httpx
 import pytest
 import stripe
 
+from tests.support.standin import SECRET, START
+
 from . import StripeStandin
-from .conftest import SECRET, START
 from .forms import parse_form
 from .periods import add_months
 from .receiver import WebhookReceiver

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from agentbilling.settings import Settings
-from tests.api.support import assert_problem, view
-from tests.conftest import OPERATOR_KEY, operator_headers
-from tests.helpers import TenantAccess, advance, open_session, setup_tenant
+from tests.support.http import assert_problem, view
+from tests.support.service import OPERATOR_KEY, operator_headers
+from tests.support.tenants import TenantAccess, open_session, setup_tenant
 
 CARD_OK = "4242424242424242"
 CARD_CHARGES_FAIL = "4000000000000341"
@@ -134,5 +134,3 @@ def admitted(client, access: TenantAccess, session_id: str) -> None:
     r = open_session(client, access, session_id)
     assert r.status_code == 201, r.text
 
-
-__all__ = ["advance"]
