@@ -87,18 +87,21 @@ def cards(sub: Subscription, st: Standing, now: datetime, used: int) -> list[Car
     cur = at(sub, now)
     plan = cur.plan
     assert plan is not None and st.period is not None
-    common = {"title": plan.name, "plan": plan, "sessions_count": used, "tags": plan.tags}
+    def card(badge: Badge, *, expires_on: datetime | None = None, next_billing_date: date | None = None) -> Card:
+        return Card(badge=badge, title=plan.name, plan=plan, sessions_count=used, tags=plan.tags,
+                    expires_on=expires_on, next_billing_date=next_billing_date)
+
     if cur.status is Status.EXPIRED:
-        return [Card(badge=Badge.EXPIRED, **common)]
+        return [card(Badge.EXPIRED)]
     if cur.status is Status.CANCELED:
-        return [Card(badge=Badge.CANCELED, expires_on=cur.ended_at, **common)]
+        return [card(Badge.CANCELED, expires_on=cur.ended_at)]
     # Payment issue wins over Canceled, and both over Active (R12).
     if st.payment is not None:
-        current = Card(badge=Badge.PAYMENT_ISSUE, expires_on=cur.cancel_at, **common)
+        current = card(Badge.PAYMENT_ISSUE, expires_on=cur.cancel_at)
     elif cur.cancel_at is not None:
-        current = Card(badge=Badge.CANCELED, expires_on=cur.cancel_at, **common)
+        current = card(Badge.CANCELED, expires_on=cur.cancel_at)
     else:
-        current = Card(badge=Badge.ACTIVE, next_billing_date=st.period.end.date(), **common)
+        current = card(Badge.ACTIVE, next_billing_date=st.period.end.date())
     out = [current]
     if cur.pending is not None:
         nxt = cur.pending.plan
@@ -116,7 +119,7 @@ def paid_plan_running(sub: Subscription, st: Standing, used: int) -> bool:
 
 def session_limit_card(sub: Subscription, st: Standing, used: int) -> SessionLimit | None:
     """The Session limit card: while a paid plan runs, not on the trial nor after the end (R9)."""
-    if not paid_plan_running(sub, st, used):
+    if not paid_plan_running(sub, st, used) or sub.plan is None:
         return None
     return SessionLimit(
         limit=effective_limit(sub.plan, sub.custom_limit),

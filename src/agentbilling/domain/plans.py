@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from agentbilling.domain.money import Money
@@ -64,7 +64,7 @@ class Catalog(Mapping[str, Plan]):
     def __getitem__(self, plan_id: str) -> Plan:
         return self._plans[plan_id]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._plans)
 
     def __len__(self) -> int:
