@@ -18,7 +18,7 @@ from agentbilling.domain.gate import (
 )
 from agentbilling.domain.metering import Direction
 from agentbilling.domain.subscription import Status, standing
-from tests.domain.support import DAY, OUTREACH, STARTER, T0, fast, paid_sub, trial_sub
+from tests.support.domain import DAY, OUTREACH, STARTER, T0, fast, paid_sub, trial_sub
 
 NOW = T0 + DAY
 IN, OUT = Direction.INBOUND, Direction.OUTBOUND
