@@ -362,8 +362,8 @@ def settings_for(url: str, synchronous: str = "NORMAL"):
 
 
 def connect_service(url: str, synchronous: str = "NORMAL", *, upgrade: bool = False):
-    from agentbilling.clock import SystemClock
     from agentbilling.client import connect
+    from agentbilling.clock import SystemClock
 
     return connect(settings_for(url, synchronous), clock=SystemClock(), upgrade=upgrade)
 

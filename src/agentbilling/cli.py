@@ -190,10 +190,10 @@ def demo(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the latest schema, and nothing else."""
+    from sqlalchemy.exc import OperationalError
+
     from agentbilling.storage import migrate
     from agentbilling.storage.db import Database
-
-    from sqlalchemy.exc import OperationalError
 
     settings = _settings()
     db = Database(settings.database_url)

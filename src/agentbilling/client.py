@@ -14,13 +14,13 @@ from typing import Any
 
 from agentbilling import bootstrap
 from agentbilling.clock import Clock, TestClock
+from agentbilling.delivery.webhooks_out import Delivery, Endpoint
 from agentbilling.domain.errors import NotFound
 from agentbilling.domain.inputs import choice, identifier
 from agentbilling.domain.limits import SessionLimit
 from agentbilling.domain.metering import Direction, Sender, Session
 from agentbilling.domain.plans import Plan, Terms
 from agentbilling.domain.usage import DayUsage
-from agentbilling.delivery.webhooks_out import Delivery, Endpoint
 from agentbilling.payments.provider import Checkout
 from agentbilling.payments.sandbox.provider import PORTAL_LINK_INVALID, SandboxProvider
 from agentbilling.settings import Settings
@@ -36,8 +36,8 @@ from agentbilling.usecases.results import (
     IssuedToken,
     NewApiKey,
     NoticeRecord,
-    PassReport,
     Page,
+    PassReport,
     Tenant,
     User,
     WorkerStatus,

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from agentbilling.api import idempotency
 from agentbilling.client import Billing
-from agentbilling.worker import Worker
 from agentbilling.storage.repositories.idempotency import IdempotencyStore
 from agentbilling.storage.tables import idempotency_keys
+from agentbilling.worker import Worker
 from tests.support.service import operator_headers
 from tests.support.tenants import open_session, setup_tenant
 

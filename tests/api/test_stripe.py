@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from tests.fakes.stripe_standin import StripeStandin
 from tests.support.http import LIMIT_REACHED, SUBSCRIPTION_ENDED, assert_problem, card, view

@@ -13,10 +13,9 @@ from agentbilling.storage.tables import sandbox_charges, subscriptions
 from tests.support.http import assert_problem, card, view
 from tests.support.service import operator_headers
 from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
-    acme,
-    settings,
     CARD_CHARGES_FAIL,
     CARD_OK,
+    acme,
     add_card,
     badges,
     change_plan,
@@ -24,6 +23,7 @@ from tests.support.subscribing import (  # noqa: F401 (settings and acme are fix
     complete,
     invoices,
     portal_action,
+    settings,
     subscribe,
     undelivered,
 )

@@ -17,12 +17,11 @@ from tests.support.http import (
 )
 from tests.support.service import operator_headers
 from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
-    acme,
-    settings,
     CARD_CHARGES_FAIL,
     CARD_DECLINED,
     CARD_OK,
     PAYMENT_OVERDUE,
+    acme,
     add_card,
     admitted,
     badges,
@@ -33,6 +32,7 @@ from tests.support.subscribing import (  # noqa: F401 (settings and acme are fix
     invoices,
     portal_action,
     refused,
+    settings,
     subscribe,
 )
 from tests.support.tenants import advance, open_session, setup_tenant

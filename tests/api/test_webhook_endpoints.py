@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from agentbilling.usecases import test_clock as clocks
 from agentbilling.settings import Settings
+from agentbilling.usecases import test_clock as clocks
 from tests.support.http import assert_problem
 from tests.support.service import operator_headers
 from tests.support.tenants import open_session, setup_tenant

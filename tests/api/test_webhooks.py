@@ -9,18 +9,19 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from agentbilling.domain.periods import add_months
 from agentbilling.client import Billing
+from agentbilling.domain.periods import add_months
 from agentbilling.storage.tables import provider_events
 from tests.support.http import assert_problem, card
 from tests.support.subscribing import (  # noqa: F401 (settings and acme are fixtures)
-    acme,
-    settings,
     CARD_CHARGES_FAIL,
     CARD_OK,
+    acme,
     add_card,
     badges,
     change_plan,
@@ -28,6 +29,7 @@ from tests.support.subscribing import (  # noqa: F401 (settings and acme are fix
     complete,
     invoices,
     portal_action,
+    settings,
     subscribe,
     undelivered,
 )

@@ -10,6 +10,7 @@ from tests.support.browser import CARD_CHARGES_FAIL, CARD_OK, card, pay_in_the_p
 from tests.support.service import operator_headers
 from tests.support.tenants import open_session
 
+
 def test_trial_card_then_subscribe_and_pay_in_the_portal_gives_an_active_subscription(site, page, shot):
     acme = site.tenant()
     assert open_session(site.api, acme, "conv-1").status_code == 201

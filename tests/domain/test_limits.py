@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from agentbilling.domain.errors import InvalidInput
 from agentbilling.domain.limits import LimitWarning, SessionLimit, effective_limit, validate_limit
-from tests.support.domain import fast, GROWTH, OUTREACH, STARTER, UNCAPPED
+from tests.support.domain import GROWTH, OUTREACH, STARTER, UNCAPPED, fast
 
 
 def limit(limit: int | None, used: int) -> SessionLimit:

@@ -17,7 +17,7 @@ from agentbilling.domain.metering import (
     billable_units,
     counted_units,
 )
-from tests.support.domain import fast, DAY, T0, US, durations, moments
+from tests.support.domain import DAY, T0, US, durations, fast, moments
 
 H = timedelta(hours=1)
 DAY_US = 24 * 3600 * 10**6

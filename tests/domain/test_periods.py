@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentbilling.domain.periods import Period, add_months, period_at
-from tests.support.domain import fast, US, moments
+from tests.support.domain import US, fast, moments
 
 
 def utc(*args) -> datetime:

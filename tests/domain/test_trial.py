@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agentbilling.domain.trial import Trial
-from tests.support.domain import fast, DAY, T0, US
+from tests.support.domain import DAY, T0, US, fast
 
 DAY_US = 86400 * 10**6
 S = timedelta(seconds=1)

@@ -13,8 +13,8 @@ import sys
 import threading
 from datetime import datetime
 
-from agentbilling.clock import TestClock
 from agentbilling.client import connect
+from agentbilling.clock import TestClock
 from agentbilling.settings import Settings
 
 

@@ -13,8 +13,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from agentbilling.clock import TestClock
 from agentbilling.client import connect
+from agentbilling.clock import TestClock
 from agentbilling.settings import Settings
 
 

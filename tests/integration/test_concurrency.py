@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from agentbilling.domain.gate import Refusal
 from agentbilling.client import Billing, connect
+from agentbilling.domain.gate import Refusal
 from tests.support.service import operator_headers
 from tests.support.tenants import TenantAccess, open_session, setup_tenant
 

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from agentbilling.api.app import create_app
-from agentbilling.clock import TestClock
 from agentbilling.client import Billing, connect
+from agentbilling.clock import TestClock
 from agentbilling.settings import Settings
 from tests.fakes.db_proxy import DbProxy
 from tests.support.service import LiveServer

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from agentbilling.clock import TestClock
 from agentbilling.client import connect
+from agentbilling.clock import TestClock
 from agentbilling.settings import Settings
 from agentbilling.storage.tables import sessions, usage_counters
 from tests.support.service import START

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from agentbilling.clock import TestClock
 from agentbilling.client import Billing, connect
-from agentbilling.usecases.notices import CLAIM
+from agentbilling.clock import TestClock
 from agentbilling.settings import Settings
+from agentbilling.usecases.notices import CLAIM
 from tests.support.service import free_port
 
 pytestmark = pytest.mark.slow
@@ -229,8 +229,8 @@ def test_two_workers_racing_over_a_thousand_due_emails_send_each_once(settings: 
 
 
 def test_every_notice_type_has_its_own_text_and_html_email():
-    from agentbilling.domain.notices import NoticeType
     from agentbilling.delivery.email import NOTICE_HEADER, build
+    from agentbilling.domain.notices import NoticeType
     from agentbilling.usecases.results import NoticeRecord
 
     bodies = set()

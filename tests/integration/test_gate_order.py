@@ -16,7 +16,6 @@ a process whose one-statement path is off), and group commit (batches, on both).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,8 +26,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from agentbilling.domain.plans import Terms
 from agentbilling.client import Billing, connect
+from agentbilling.domain.plans import Terms
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")
 pytestmark = pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: SQLite's write lock is taken at BEGIN")

@@ -12,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
-from agentbilling.domain.plans import Terms
 from agentbilling.client import Billing
+from agentbilling.domain.plans import Terms
 from tests.support.service import START
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")

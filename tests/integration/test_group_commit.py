@@ -16,16 +16,18 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from agentbilling.api.routes import runtime
 from agentbilling.api.gate.group_commit import GroupCommit
+from agentbilling.api.routes import runtime
+from agentbilling.client import Billing
 from agentbilling.domain.errors import DomainError, SessionIdReused
 from agentbilling.domain.gate import Refusal
 from agentbilling.domain.metering import Direction
-from agentbilling.client import Billing
 from agentbilling.storage.gate.metering import AdmissionRequest, OpenResult
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")

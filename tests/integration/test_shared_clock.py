@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from agentbilling.client import Billing, connect
-from agentbilling.worker import Worker
 from agentbilling.settings import Settings
+from agentbilling.worker import Worker
 from tests.support.service import OPERATOR_KEY, operator_headers
 
 

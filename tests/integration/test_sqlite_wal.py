@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from agentbilling.domain.plans import Terms
 from agentbilling.client import Billing
+from agentbilling.domain.plans import Terms
 from tests.support.service import START
 
 ON_POSTGRES = os.environ.get("AGENTBILLING_TEST_DATABASE_URL", "").startswith("postgres")

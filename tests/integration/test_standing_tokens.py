@@ -15,8 +15,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from agentbilling.clock import TestClock
 from agentbilling.client import Billing, connect
+from agentbilling.clock import TestClock
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database

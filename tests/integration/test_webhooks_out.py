@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from agentbilling.clock import TestClock
 from agentbilling.client import Billing, connect
+from agentbilling.clock import TestClock
 from agentbilling.delivery.webhooks_out import DISABLE_AFTER, RETRY_AFTER, emit
 from agentbilling.settings import Settings
 from tests.fakes.webhook_endpoint import Receiver, receiver  # noqa: F401 (a fixture)

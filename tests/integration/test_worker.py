@@ -12,10 +12,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from agentbilling.usecases import test_clock as clocks
 from agentbilling.client import Billing
-from agentbilling.worker import Worker
 from agentbilling.storage.tables import invoices, provider_events, sandbox_charges, sandbox_events, subscriptions
+from agentbilling.usecases import test_clock as clocks
+from agentbilling.worker import Worker
 from tests.support.concurrency import at_once
 from tests.support.service import START
 

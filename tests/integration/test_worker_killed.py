@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from agentbilling.domain.notices import Notice, NoticeType
 from agentbilling.client import Billing
 from agentbilling.delivery.email import message_id
-from agentbilling.usecases.notices import record
+from agentbilling.domain.notices import Notice, NoticeType
 from agentbilling.settings import Settings
+from agentbilling.usecases.notices import record
 from tests.support.service import free_port
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import threading
 import time
 from datetime import datetime
 
-from agentbilling.clock import TestClock
 from agentbilling.client import connect
+from agentbilling.clock import TestClock
 from agentbilling.settings import Settings
 
 

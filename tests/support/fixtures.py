@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from agentbilling.api.app import create_app
-from agentbilling.clock import TestClock
 from agentbilling.client import Billing, connect
+from agentbilling.clock import TestClock
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
 from agentbilling.storage.db import Database

@@ -23,10 +23,10 @@ from agentbilling.api.routes import billing, operator, runtime, webhooks
 from agentbilling.client import Billing, connect
 from agentbilling.settings import Settings
 from agentbilling.storage import migrate
-from agentbilling.web import sandbox_portal as portal
-from agentbilling.web import forms as web_forms
-from agentbilling.web import tab as web
 from agentbilling.version import __version__
+from agentbilling.web import forms as web_forms
+from agentbilling.web import sandbox_portal as portal
+from agentbilling.web import tab as web
 
 READYZ_SECONDS = 4.0  # /readyz answers within this, ready or not
 

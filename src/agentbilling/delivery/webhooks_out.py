@@ -26,15 +26,14 @@ import httpx
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from standardwebhooks.webhooks import Webhook
 
+from agentbilling.delivery import claims, destinations
 from agentbilling.domain.errors import InvalidInput, NotFound
 from agentbilling.domain.subscription import Subscription
-from agentbilling.delivery import claims
-from agentbilling.delivery import destinations
+from agentbilling.storage.db import Database
+from agentbilling.storage.tables import webhook_deliveries, webhook_endpoints, webhook_events
+from agentbilling.storage.types import UTCDateTime
 from agentbilling.usecases.cursors import newest_first
 from agentbilling.usecases.results import Backlog
-from agentbilling.storage.db import Database
-from agentbilling.storage.types import UTCDateTime
-from agentbilling.storage.tables import webhook_deliveries, webhook_endpoints, webhook_events
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ from enum import StrEnum
 from agentbilling.domain.errors import InvalidInput
 from agentbilling.domain.plans import Plan
 
-
 MAX_LIMIT = 10**12  # far above any plan; keeps every limit inside a 64-bit counter
 
 

@@ -23,7 +23,6 @@ from agentbilling.domain.plan_change import PlanChange
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.trial import Trial
 
-
 TRIAL_COUNTER = "trial"  # a tenant has one trial, ever (R6), so one trial counter
 
 

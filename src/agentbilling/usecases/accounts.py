@@ -11,11 +11,11 @@ from agentbilling.domain.errors import AlreadyExists, InvalidInput, NotFound
 from agentbilling.domain.inputs import identifier, tenant_identifier
 from agentbilling.domain.subscription import Status
 from agentbilling.domain.trial import Trial
+from agentbilling.storage.db import Database
+from agentbilling.storage.tables import api_keys, subscriptions, tenants, users
 from agentbilling.usecases.results import NewApiKey, Tenant, User
 from agentbilling.usecases.tokens import new_api_key, new_nonce
 from agentbilling.usecases.web_sessions import end_user_sessions
-from agentbilling.storage.db import Database
-from agentbilling.storage.tables import api_keys, subscriptions, tenants, users
 
 
 class Accounts:

@@ -10,8 +10,8 @@ from sqlalchemy import insert, select
 
 from agentbilling.domain.errors import InvalidInput
 from agentbilling.storage.tables import demo_requests
-from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.cursors import newest_first
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.results import DemoRequest
 from agentbilling.usecases.subscriptions import offered
 

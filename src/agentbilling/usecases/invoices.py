@@ -15,8 +15,8 @@ from agentbilling.domain.errors import NotFound
 from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
 from agentbilling.domain.money import Money
 from agentbilling.storage.tables import invoices
-from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.cursors import newest_first
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.results import Invoice
 
 # A charge handed to the provider is not handed again before this, unless its webhook says so.

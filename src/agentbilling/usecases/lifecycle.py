@@ -20,8 +20,8 @@ from agentbilling.usecases import (
     provider_events,
     subscribe,
 )
-from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.billing_modes import mode_of
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.results import DemoRequest, Invoice
 
 

@@ -8,11 +8,10 @@ pass run twice, or by two workers at once, records nothing twice.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
-from collections.abc import Iterable
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,18 +19,18 @@ from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from agentbilling.delivery import claims
+from agentbilling.delivery.email import Mailer, build
+from agentbilling.delivery.webhooks_out import emit
 from agentbilling.domain.notices import Notice, due_notices, notices_due_after
 from agentbilling.domain.plans import Catalog
 from agentbilling.domain.subscription import Status, Subscription, standing
-from agentbilling.delivery import claims
-from agentbilling.usecases.cursors import newest_first
-from agentbilling.delivery.email import Mailer, build
-from agentbilling.usecases.results import Backlog, NoticeRecord
-from agentbilling.delivery.webhooks_out import emit
 from agentbilling.storage.db import Database
-from agentbilling.storage.types import UTCDateTime
 from agentbilling.storage.rows import SUBSCRIPTION_COLUMNS, subscription_from_row
 from agentbilling.storage.tables import notices, subscriptions, tenants, usage_counters
+from agentbilling.storage.types import UTCDateTime
+from agentbilling.usecases.cursors import newest_first
+from agentbilling.usecases.results import Backlog, NoticeRecord
 
 log = logging.getLogger(__name__)
 

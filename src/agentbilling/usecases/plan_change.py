@@ -21,9 +21,9 @@ from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import Status, Subscription
 from agentbilling.payments.provider import ProviderSubscription
 from agentbilling.storage.tables import invoices
-from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.charges import charge_answered, make_change
 from agentbilling.usecases.invoices import add_invoice
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.provider_commands import run_commands
 from agentbilling.usecases.provider_subscriptions import sync_subscription
 from agentbilling.usecases.segments import split_by_change

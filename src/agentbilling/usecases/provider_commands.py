@@ -13,8 +13,8 @@ from sqlalchemy import insert, select, update
 from agentbilling.domain import ledger
 from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
 from agentbilling.storage.tables import provider_commands, subscriptions
-from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.invoices import add_invoice
+from agentbilling.usecases.paid_plans import PaidPlans
 
 log = logging.getLogger(__name__)
 

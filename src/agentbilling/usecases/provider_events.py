@@ -18,8 +18,8 @@ from agentbilling.domain.subscription import Status, at
 from agentbilling.payments.provider import ChargeState, DraftRenewal, InvoiceMirror, Notification, ProviderSubscription
 from agentbilling.storage.leases import tenant_lease
 from agentbilling.storage.tables import invoices, provider_events, subscriptions
-from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.charges import charge_answered
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.provider_commands import command, run_commands
 from agentbilling.usecases.provider_subscriptions import sync_subscription
 from agentbilling.usecases.subscriptions import US, load, load_for_write, locked_row, save, stored, with_payment_state

@@ -17,8 +17,8 @@ from agentbilling.domain.plan_change import PlanChange
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import TRIAL_COUNTER, Status, Subscription, at, start_plan
 from agentbilling.payments.provider import ProviderSubscription
-from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.invoices import add_invoice
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.renewals import split_at_provider
 from agentbilling.usecases.subscriptions import load_for_write, save
 

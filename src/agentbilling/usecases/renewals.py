@@ -15,8 +15,8 @@ from agentbilling.domain.money import Money
 from agentbilling.domain.periods import Period, period_at
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import Status, Subscription, at, with_change_applied
-from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.invoices import add_invoice
+from agentbilling.usecases.paid_plans import PaidPlans
 from agentbilling.usecases.provider_commands import command
 from agentbilling.usecases.segments import split
 from agentbilling.usecases.subscriptions import US, stored

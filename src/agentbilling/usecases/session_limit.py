@@ -6,12 +6,12 @@ from datetime import datetime
 
 from sqlalchemy import update
 
-from agentbilling.domain.errors import NotFound, SessionLimitUnavailable
+from agentbilling.delivery.webhooks_out import emit
 from agentbilling.domain.card import session_limit_card
+from agentbilling.domain.errors import NotFound, SessionLimitUnavailable
 from agentbilling.domain.limits import validate_limit
 from agentbilling.domain.plans import Catalog, Plan
 from agentbilling.domain.subscription import Subscription
-from agentbilling.delivery.webhooks_out import emit
 from agentbilling.storage.db import Database
 from agentbilling.storage.gate.metering import MeteringStore
 from agentbilling.storage.tables import subscriptions

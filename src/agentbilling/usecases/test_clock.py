@@ -16,7 +16,6 @@ from agentbilling.domain.errors import Conflict, InvalidInput
 from agentbilling.storage.db import Database
 from agentbilling.storage.tables import test_clock
 
-
 FOLLOW_INTERVAL = 0.5  # seconds between two reads of the kept time, per process
 
 log = logging.getLogger(__name__)

@@ -11,14 +11,13 @@ from agentbilling.domain.card import Badge, Banner, banners, cards, paid_plan_ru
 from agentbilling.domain.money import Money
 from agentbilling.domain.plans import Catalog
 from agentbilling.domain.usage import LOOKBACK, DayUsage, chart_window, units_by_day
-from agentbilling.usecases.cursors import newest_first
-from agentbilling.storage.repositories.ledger import amounts_text
-from agentbilling.usecases.results import Admission, BillingView, Page
 from agentbilling.storage.db import Database
 from agentbilling.storage.gate.metering import MeteringStore
+from agentbilling.storage.repositories.ledger import amounts_text
 from agentbilling.storage.rows import SESSION_COLUMNS, same, session_from_row
 from agentbilling.storage.tables import sessions
-
+from agentbilling.usecases.cursors import newest_first
+from agentbilling.usecases.results import Admission, BillingView, Page
 
 BALANCE_DUE = "Balance due"
 

@@ -14,8 +14,11 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from agentbilling.api.routes.billing import base_url
 from agentbilling.api.deps import BillingDep
+from agentbilling.api.routes.billing import base_url
+from agentbilling.client import Billing
+from agentbilling.domain.errors import DomainError
+from agentbilling.usecases.results import User
 from agentbilling.web.rendering import page
 from agentbilling.web.tab import (
     CsrfField,
@@ -27,9 +30,6 @@ from agentbilling.web.tab import (
     status_of,
     tab_context,
 )
-from agentbilling.domain.errors import DomainError
-from agentbilling.client import Billing
-from agentbilling.usecases.results import User
 
 router = APIRouter(tags=["billing tab"])
 

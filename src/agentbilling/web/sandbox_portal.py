@@ -17,11 +17,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from agentbilling.api.deps import BillingDep
 from agentbilling.api.problems import from_domain
-from agentbilling.web.rendering import formatters, locale_of, templates
+from agentbilling.client import Billing
 from agentbilling.domain.card import Badge, Card
 from agentbilling.domain.errors import DomainError, InvalidInput, NotFound
-from agentbilling.client import Billing
 from agentbilling.payments.sandbox.provider import CARD_CHARGES_FAIL, CARD_DECLINED, CARD_OK, SandboxProvider, last4
+from agentbilling.web.rendering import formatters, locale_of, templates
 
 router = APIRouter(tags=["sandbox portal"])
 

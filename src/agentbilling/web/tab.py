@@ -14,15 +14,15 @@ from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from agentbilling.web.charts import usage_chart
 from agentbilling.api.deps import BILLING_OFF, SESSION_COOKIE, BillingDep, csrf_ok, csrf_token
-from agentbilling.web.rendering import formatters, locale_of, page
 from agentbilling.api.problems import from_domain
+from agentbilling.client import Billing
 from agentbilling.domain.card import Badge
 from agentbilling.domain.errors import DomainError
 from agentbilling.domain.plan_change import MAX_AHEAD
-from agentbilling.client import Billing
 from agentbilling.usecases.results import User
+from agentbilling.web.charts import usage_chart
+from agentbilling.web.rendering import formatters, locale_of, page
 
 router = APIRouter(tags=["billing tab"])
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
-
-from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -28,9 +26,6 @@ from agentbilling.api.responses import (
     WorkerOut,
 )
 from agentbilling.api.schemas import (
-    WebhookEndpointIn,
-    webhook_delivery_json,
-    webhook_endpoint_json,
     CardIn,
     ClockAdvanceIn,
     SubscriptionIn,
@@ -38,12 +33,15 @@ from agentbilling.api.schemas import (
     TenantPatch,
     UserIn,
     UserPatch,
+    WebhookEndpointIn,
     billing_json,
     demo_request_json,
     iso,
     plan_json,
     tenant_json,
     user_json,
+    webhook_delivery_json,
+    webhook_endpoint_json,
 )
 
 router = APIRouter(prefix="/v1", dependencies=[Operator], tags=["operator"])

@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-27 05:02:30.187047
 """
 
-from alembic import op
 import sqlalchemy as sa
-import agentbilling.storage.types
+from alembic import op
 
+import agentbilling.storage.types
 
 revision = '0001'
 down_revision = None

@@ -5,10 +5,10 @@ Revises: 0002
 Create Date: 2026-12-01 22:40:17.422940
 """
 
-from alembic import op
 import sqlalchemy as sa
-import agentbilling.storage.types
+from alembic import op
 
+import agentbilling.storage.types
 
 revision = '0003'
 down_revision = '0002'

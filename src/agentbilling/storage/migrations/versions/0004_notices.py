@@ -5,11 +5,10 @@ Revises: 0003
 Create Date: 2026-12-02 03:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from agentbilling.storage.types import UTCDateTime
-
 
 revision = '0004'
 down_revision = '0003'

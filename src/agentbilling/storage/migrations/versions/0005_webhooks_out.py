@@ -5,11 +5,10 @@ Revises: 0004
 Create Date: 2026-12-02 02:30:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from agentbilling.storage.types import UTCDateTime
-
 
 revision = '0005'
 down_revision = '0004'

@@ -5,11 +5,10 @@ Revises: 0005
 Create Date: 2026-12-03 16:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from agentbilling.storage.types import UTCDateTime
-
 
 revision = '0006'
 down_revision = '0005'

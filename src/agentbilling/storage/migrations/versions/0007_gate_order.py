@@ -10,11 +10,10 @@ Revises: 0006
 Create Date: 2026-12-03 15:30:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from agentbilling.storage.types import UTCDateTime
-
 
 revision = '0007'
 down_revision = '0006'

@@ -5,11 +5,10 @@ Revises: 0007
 Create Date: 2026-12-03 15:30:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from agentbilling.storage.types import UTCDateTime
-
 
 revision = '0008'
 down_revision = '0007'
