@@ -64,6 +64,17 @@ class Services:
     webhooks: WebhooksOut
 
 
+def upgrade_database(database_url: str) -> str:
+    """Migrate a database to the latest schema, and nothing else (`agentbilling db upgrade`); the
+    revision it is at."""
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.dispose()
+    return migrate.head_revision()
+
+
 def build(settings: Settings, clock: Clock | None = None, *, upgrade: bool = True) -> Services:
     """The service on the configured database, migrated first unless `upgrade` is false. Without a
     `clock`: the shared test clock if the settings turn it on, else the system's."""

@@ -51,8 +51,7 @@ def _connect(settings: Settings):
     migrations."""
     import time
 
-    from agentbilling.client import connect
-    from agentbilling.storage.db import unreachable
+    from agentbilling.client import Billing, connect
 
     pause = 1.0
     while True:
@@ -62,7 +61,7 @@ def _connect(settings: Settings):
             typer.secho(str(exc), fg="red", err=True)
             raise typer.Exit(2) from None
         except Exception as exc:
-            if not unreachable(exc):
+            if not Billing.unreachable(exc):
                 raise
             reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
             logging.getLogger("agentbilling").warning(
@@ -192,20 +191,16 @@ def db_upgrade() -> None:
     """Migrate the database to the latest schema, and nothing else."""
     from sqlalchemy.exc import OperationalError
 
-    from agentbilling.storage import migrate
-    from agentbilling.storage.db import Database
+    from agentbilling.bootstrap import upgrade_database
 
     settings = _settings()
-    db = Database(settings.database_url)
     try:
-        migrate.upgrade(db)
+        head = upgrade_database(settings.database_url)
     except OperationalError as exc:
         typer.secho(f"Cannot migrate {make_url(settings.database_url).render_as_string()}: {exc.orig}",
                     fg="red", err=True)
         raise typer.Exit(2) from None
-    finally:
-        db.dispose()
-    typer.echo(f"Database is at revision {migrate.head_revision()}.")
+    typer.echo(f"Database is at revision {head}.")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from agentbilling import bootstrap
 from agentbilling.clock import Clock, TestClock
 from agentbilling.delivery.webhooks_out import Delivery, Endpoint
 from agentbilling.domain.errors import NotFound
+from agentbilling.domain.gate import AdmissionRequest, OpenResult
 from agentbilling.domain.inputs import choice, identifier
 from agentbilling.domain.limits import SessionLimit
 from agentbilling.domain.metering import Direction, Sender, Session
@@ -24,8 +25,9 @@ from agentbilling.domain.usage import DayUsage
 from agentbilling.payments.provider import Checkout
 from agentbilling.payments.sandbox.provider import PORTAL_LINK_INVALID, SandboxProvider
 from agentbilling.settings import Settings
-from agentbilling.storage.gate.metering import AdmissionRequest, OpenResult
+from agentbilling.storage import migrate
 from agentbilling.storage.repositories.idempotency import IdempotencyStore
+from agentbilling.storage.timeouts import unreachable
 from agentbilling.usecases import test_clock as clocks
 from agentbilling.usecases import views
 from agentbilling.usecases.results import (
@@ -211,11 +213,24 @@ class Billing:
         that are due to the operator's endpoints; how many emails and webhooks went out."""
         return self._email() + self.webhooks.deliver(self.wall_clock.now)
 
+    def idempotency_keys(self) -> IdempotencyStore:
+        """The stored answers to requests sent with an Idempotency-Key, kept for the TTL setting."""
+        return IdempotencyStore(self.db, timedelta(seconds=self.settings.idempotency_ttl_seconds))
+
     def expire_idempotency_keys(self) -> int:
         """Delete the Idempotency-Keys whose time to live (wall clock) is over, in bounded batches;
         how many went. The worker calls it on every pass."""
-        ttl = timedelta(seconds=self.settings.idempotency_ttl_seconds)
-        return IdempotencyStore(self.db, ttl).expire(self.wall_clock.now())
+        return self.idempotency_keys().expire(self.wall_clock.now())
+
+    def ready(self) -> bool:
+        """The database answers and its schema is the latest (`/readyz`); raises if it cannot be reached."""
+        with self.db.read() as conn:
+            return migrate.is_current(conn)
+
+    @staticmethod
+    def unreachable(exc: BaseException) -> bool:
+        """Whether an error means the database could not be reached (an answer of 503, not 500)."""
+        return unreachable(exc)
 
     def worker_status(self) -> WorkerStatus:
         """How far behind the workers are: what is due and not done, and since when."""

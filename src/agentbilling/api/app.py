@@ -11,7 +11,6 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
 
 from agentbilling.api import contract, docs, problems
 from agentbilling.api.gate.fast_admission import FastAdmission
@@ -22,7 +21,6 @@ from agentbilling.api.responses import StatusOut
 from agentbilling.api.routes import billing, operator, runtime, webhooks
 from agentbilling.client import Billing, connect
 from agentbilling.settings import Settings
-from agentbilling.storage import migrate
 from agentbilling.version import __version__
 from agentbilling.web import forms as web_forms
 from agentbilling.web import sandbox_portal as portal
@@ -40,7 +38,7 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.billing is None:
             app.state.billing = connect(config)
-        # PostgreSQL: the gate's asyncio connections (api/runtime.py), bound to this event loop.
+        # PostgreSQL: the gate's asyncio connections (api/routes/runtime.py), bound to this event loop.
         pool = app.state.gate_pool = app.state.billing.gate_pool()
         if pool is not None:
             await pool.open(wait=False)
@@ -93,9 +91,7 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
         svc: Billing = request.app.state.billing
 
         def check() -> bool:
-            with svc.db.read() as conn:
-                conn.execute(text("SELECT 1"))
-                return migrate.is_current(conn)
+            return svc.ready()
 
         # Answered within READYZ_SECONDS whatever the database does: a check stuck on a hung
         # database is left to its own timeouts, on its thread.

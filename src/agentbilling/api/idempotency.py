@@ -19,13 +19,13 @@ import hashlib
 import hmac
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentbilling.api.problems import Problem
-from agentbilling.storage.repositories.idempotency import IdempotencyStore
+from agentbilling.client import IdempotencyStore as IdempotencyKeys
 
 HEADER = b"idempotency-key"
 # Answers whose fields carry a secret: (path, the fields stored as null).
@@ -96,7 +96,7 @@ class IdempotencyMiddleware:
         principal = hashlib.sha256(credential + b"\n" + path.encode()).hexdigest()
         request_hash = hashlib.sha256(body).hexdigest()
         billing = scope["app"].state.billing
-        store = IdempotencyStore(billing.db, timedelta(seconds=billing.settings.idempotency_ttl_seconds))
+        store = billing.idempotency_keys()
         # Wall-clock time: how long a request has been in progress is not business time.
         claim = await anyio.to_thread.run_sync(store.claim, principal, key, request_hash, datetime.now(UTC))
         if claim.state == "replay" and not await anyio.to_thread.run_sync(
@@ -161,7 +161,7 @@ class IdempotencyMiddleware:
             await send(message)
 
     @staticmethod
-    async def _settle(store: IdempotencyStore, principal: str, key: str, path: str, status: int,
+    async def _settle(store: IdempotencyKeys, principal: str, key: str, path: str, status: int,
                       content_type: str, body: bytes) -> None:
         """Before the answer leaves: a 2xx is stored (without its secrets), anything else frees the key."""
         if 200 <= status < 300:

@@ -13,9 +13,9 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agentbilling.client import Billing
 from agentbilling.domain.errors import CardDeclined, Conflict, DomainError, InvalidInput, NotFound, PaymentFailed
 from agentbilling.domain.gate import Refusal
-from agentbilling.storage.db import unreachable
 
 log = logging.getLogger("agentbilling.api")
 
@@ -82,7 +82,7 @@ class DatabaseErrors:
         try:
             await self.app(scope, receive, watched)
         except Exception as exc:
-            if started or not unreachable(exc):
+            if started or not Billing.unreachable(exc):
                 raise
             log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).strip().splitlines()[:1])
             await database_unavailable().response(scope["path"])(scope, receive, send)

@@ -114,7 +114,7 @@ class WebhooksOut:
     def __init__(self, db: Database, client: httpx.Client | None = None, *, claim: timedelta = CLAIM,
                  allow_private: bool = False) -> None:
         self.db = db
-        self.allow_private = allow_private  # AGENTBILLING_WEBHOOK_ALLOW_PRIVATE (service/destinations.py)
+        self.allow_private = allow_private  # AGENTBILLING_WEBHOOK_ALLOW_PRIVATE (delivery/destinations.py)
         self.claim_for = claim
         self.client = client or httpx.Client(timeout=TIMEOUT, follow_redirects=False)
 
@@ -174,7 +174,7 @@ class WebhooksOut:
 
     def claim(self, wall: datetime, batch: int = 50) -> list[tuple[str, str]]:
         """Up to `batch` due deliveries (endpoint id, event id), oldest first, for this worker alone
-        until `claim_for` has passed (service/claims.py)."""
+        until `claim_for` has passed (delivery/claims.py)."""
         d = webhook_deliveries.c
         keys = claims.claim(self.db, webhook_deliveries, [d.endpoint_id, d.event_id], self._due(wall),
                             [d.created_at, d.event_id], d.claimed_until, wall + self.claim_for, batch)

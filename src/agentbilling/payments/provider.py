@@ -1,4 +1,4 @@
-"""The payment provider, behind one interface: the sandbox (service/sandbox.py) or Stripe.
+"""The payment provider, behind one interface: the sandbox (payments/sandbox/provider.py) or Stripe.
 
 agentbilling tells the provider what to do (open a checkout, charge an invoice) and learns what
 happened only from the provider's signed webhooks. A webhook is a notification: on each one the
@@ -122,7 +122,7 @@ class PaymentProvider(Protocol):
     """What every provider does. One that leaves billing to agentbilling (`owns_billing` False,
     the sandbox) also charges: `charge`, `charge_state`. One that owns it (Stripe) also changes the
     subscription and reports its invoices: `change_now`, `change_later`, `cancel_change`,
-    `invoice_facts`, `add_overage` (see service/stripe_provider.py)."""
+    `invoice_facts`, `add_overage` (see payments/stripe/provider.py)."""
 
     name: str
     owns_billing: bool  # the provider renews, invoices and retries (Stripe); else agentbilling does

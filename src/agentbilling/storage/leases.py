@@ -3,7 +3,7 @@
 SQLite has no row locks, and holding its write lock while a provider is asked (a network call,
 for Stripe) would stop every writer; a lease is a row that says who holds the tenant and until
 when. Provider webhooks for one tenant are applied under it one at a time, whichever process
-received them (service/lifecycle.py `receive`; PostgreSQL orders them by the subscription row's
+received them (usecases/provider_events.py `receive`; PostgreSQL orders them by the subscription row's
 lock instead). A holder that died frees it when it expires.
 """
 

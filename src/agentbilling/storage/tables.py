@@ -288,7 +288,7 @@ demo_requests = Table(
     Index("ix_demo_requests_created", "created_at", "id"),
 )
 
-# The sandbox provider's own books (service/sandbox.py): what a real provider keeps on its side.
+# The sandbox provider's own books (payments/sandbox/provider.py): what a real provider keeps on its side.
 sandbox_customers = Table(
     "sandbox_customers",
     metadata,

@@ -1,7 +1,7 @@
 """The notices of R14 as rows: recorded once per tenant and key, listed newest first.
 
 Event notices are recorded in the transaction that writes the change they tell of
-(`Lifecycle._save`); threshold and time-based ones by each worker pass (`detect`), from the
+(`usecases/subscriptions.save`); threshold and time-based ones by each worker pass (`detect`), from the
 stored state and the clock. Either way the unique (tenant, key) makes a notice exist once, so a
 pass run twice, or by two workers at once, records nothing twice.
 """
@@ -128,7 +128,7 @@ class NoticeBook:
 
     def claim(self, wall: datetime, batch: int = 50) -> list[NoticeRecord]:
         """Up to `batch` emails that are due, oldest first, for this worker alone until
-        `claim_for` has passed (service/claims.py)."""
+        `claim_for` has passed (delivery/claims.py)."""
         c = notices.c
         claimed = claims.claim(self.db, notices, [c.tenant_id, c.id], self._due(wall), [c.created_at, c.id],
                                c.email_claimed_until, wall + self.claim_for, batch)

@@ -7,8 +7,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agentbilling.api import problems
 from agentbilling.api.routes.runtime import admit
+from agentbilling.client import Billing
 from agentbilling.domain.errors import DomainError
-from agentbilling.storage.db import unreachable
 
 PATH = "/v1/sessions"
 
@@ -49,7 +49,7 @@ class FastAdmission:
         except DomainError as err:
             response = problems.from_domain(err).response(PATH)
         except Exception as exc:
-            if not unreachable(exc):
+            if not Billing.unreachable(exc):
                 raise
             response = problems.database_unavailable().response(PATH)
         await response(scope, receive, send)

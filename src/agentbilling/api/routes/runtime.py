@@ -18,7 +18,7 @@ from agentbilling.api.problems import Problem
 from agentbilling.api.responses import AdmissionOut, AdmittedOut, SessionOut
 from agentbilling.api.schemas import MessageIn, OpenSessionIn, admission_json, admitted_json, session_json
 from agentbilling.client import Billing
-from agentbilling.storage.gate.metering import AdmissionRequest
+from agentbilling.domain.gate import AdmissionRequest
 
 router = APIRouter(prefix="/v1", tags=["agent runtime"])
 
@@ -34,7 +34,7 @@ def _admission_threads(state: Any, billing: Billing) -> anyio.CapacityLimiter:
 
 
 def _group_commit(state: Any, billing: Billing) -> GroupCommit:
-    """Admissions under one key that arrive together share a transaction (api/group_commit.py).
+    """Admissions under one key that arrive together share a transaction (api/gate/group_commit.py).
     On PostgreSQL the common case (new ids of a tenant whose standing is kept) is one statement
     on the event loop's own connections (`state.gate_pool`): no hop to a thread and back, which
     on a busy single core costs more than the statement. Anything else runs on the admission
@@ -99,7 +99,7 @@ _OPEN_BODY = {
              openapi_extra={"requestBody": _OPEN_BODY},
              summary="Ask to open a session: admitted (201), a replay (200), or refused (402)")
 async def open_session(request: Request) -> Response:
-    # Most requests never get here: api/fast_admission.py answers them with the same `admit`
+    # Most requests never get here: api/gate/fast_admission.py answers them with the same `admit`
     # before the framework's routing. This route documents the endpoint and serves the rest
     # (those with an Idempotency-Key, which the idempotency middleware wraps).
     return await admit(request.app.state, request.headers.get("authorization", ""), await request.body())
