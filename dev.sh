@@ -64,8 +64,12 @@ case "$cmd" in
         install "[test]"
         postgres_up
         chromium_up
-        echo "==> import rules (domain is pure, layers point inward)"
+        echo "==> import rules (domain is pure, rooms point inward)"
         "$VENV/bin/lint-imports"
+        echo "==> lint and import order (ruff)"
+        "$VENV/bin/ruff" check src tests bench
+        echo "==> types (mypy, strict on the domain and the use cases)"
+        "$VENV/bin/mypy"
         echo "==> tests on SQLite"
         "$VENV/bin/python" -m pytest "$@"
         echo "==> tests on PostgreSQL"
