@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -27,6 +27,41 @@ from agentbilling.web import sandbox_portal as portal
 from agentbilling.web import tab as web
 
 READYZ_SECONDS = 4.0  # /readyz answers within this, ready or not
+
+
+# The health checks: /livez touches nothing; /readyz asks the database, within READYZ_SECONDS.
+health = APIRouter()
+
+
+@health.get("/livez", tags=["health"], response_model=StatusOut, summary="The process is up (no I/O)")
+async def livez() -> dict[str, str]:
+    return {"status": "ok"}
+
+@health.get("/readyz", tags=["health"], response_model=StatusOut,
+         summary="The database answers and is migrated")
+async def readyz(request: Request) -> Any:
+    svc: Billing = request.app.state.billing
+
+    def check() -> bool:
+        return svc.ready()
+
+    # Answered within READYZ_SECONDS whatever the database does: a check stuck on a hung
+    # database is left to its own timeouts, on its thread.
+    try:
+        with anyio.fail_after(READYZ_SECONDS):
+            current = await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
+    except TimeoutError:
+        return problems.Problem(503, "not-ready", f"The database did not answer within {READYZ_SECONDS:g} s.",
+                                headers={"Retry-After": str(problems.RETRY_AFTER_S)}).response()
+    except Exception as exc:  # any failure to reach the database means not ready
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        return problems.Problem(503, "not-ready", f"The database does not answer: {type(exc).__name__}"
+                                + (f": {reason}" if reason else ""),
+                                headers={"Retry-After": str(problems.RETRY_AFTER_S)}).response()
+    if not current:
+        return problems.Problem(503, "not-ready", "The database is not migrated: run `agentbilling db upgrade`.") \
+            .response()
+    return JSONResponse({"status": "ready"})
 
 
 def create_app(service: Billing | None = None, settings: Settings | None = None) -> FastAPI:
@@ -80,35 +115,5 @@ def create_app(service: Billing | None = None, settings: Settings | None = None)
     docs.install(app)
     contract.install(app)
     app.include_router(webhooks.router)
-
-    @app.get("/livez", tags=["health"], response_model=StatusOut, summary="The process is up (no I/O)")
-    async def livez() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"], response_model=StatusOut,
-             summary="The database answers and is migrated")
-    async def readyz(request: Request) -> Any:
-        svc: Billing = request.app.state.billing
-
-        def check() -> bool:
-            return svc.ready()
-
-        # Answered within READYZ_SECONDS whatever the database does: a check stuck on a hung
-        # database is left to its own timeouts, on its thread.
-        try:
-            with anyio.fail_after(READYZ_SECONDS):
-                current = await anyio.to_thread.run_sync(check, abandon_on_cancel=True)
-        except TimeoutError:
-            return problems.Problem(503, "not-ready", f"The database did not answer within {READYZ_SECONDS:g} s.",
-                                    headers={"Retry-After": str(problems.RETRY_AFTER_S)}).response()
-        except Exception as exc:  # any failure to reach the database means not ready
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            return problems.Problem(503, "not-ready", f"The database does not answer: {type(exc).__name__}"
-                                    + (f": {reason}" if reason else ""),
-                                    headers={"Retry-After": str(problems.RETRY_AFTER_S)}).response()
-        if not current:
-            return problems.Problem(503, "not-ready", "The database is not migrated: run `agentbilling db upgrade`.") \
-                .response()
-        return JSONResponse({"status": "ready"})
-
+    app.include_router(health)
     return app
