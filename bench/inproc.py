@@ -137,7 +137,8 @@ def run_one(dbs: c.Databases, kind: str, *, seconds: float, warmup: float, min_c
     url = dbs.fresh(kind)
     try:
         if kind == "raw":
-            runner: Any = RawSqlite(url, dbs.synchronous) if dbs.backend == "sqlite" else RawPostgres(url, dbs.synchronous)
+            runner: Any = (RawSqlite(url, dbs.synchronous) if dbs.backend == "sqlite"
+                           else RawPostgres(url, dbs.synchronous))
         else:
             runner = Service(url, dbs.synchronous)
         try:

@@ -54,7 +54,8 @@ def test_the_dialogs_work_from_the_keyboard(site, page, shot):
     assert page.evaluate("document.activeElement.closest('dialog') !== null")
     for _ in range(12):
         page.keyboard.press("Tab")
-        assert page.evaluate("document.activeElement.closest('dialog') !== null || document.activeElement === document.body")
+        assert page.evaluate("document.activeElement.closest('dialog') !== null"
+                             " || document.activeElement === document.body")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     assert page.evaluate("document.activeElement.textContent.trim()") == "Subscribe"  # focus came back

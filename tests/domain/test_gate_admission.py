@@ -45,7 +45,8 @@ def test_the_same_id_with_another_agent_or_direction_is_a_reused_id():
 
 def test_admissions_in_order_stop_at_the_cap_and_count_once():
     decided = decide_in_order(trial(3), [ask("s1"), ask("s2"), ask("s3")], [], used=1, now=NOW)
-    assert [r.session.id if r.session else r.refusal for r in decided.results] == ["s1", "s2", Refusal.SUBSCRIPTION_ENDED]
+    assert [r.session.id if r.session else r.refusal for r in decided.results] == [
+        "s1", "s2", Refusal.SUBSCRIPTION_ENDED]
     assert [s.id for s in decided.admitted] == ["s1", "s2"]
     assert decided.count == 3
 

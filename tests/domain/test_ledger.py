@@ -63,9 +63,9 @@ def test_fees_of_the_segments_add_up_to_what_the_changes_bill():
     moments = [period.start + timedelta(days=d, seconds=s) for d, s in ((3, 17), (9, 5), (20, 1))]
     plans = [STARTER, SCALE, GROWTH, STARTER]
     billed = STARTER.price.amount + sum(ledger.change_fee(a, b, period, m)
-                                        for a, b, m in zip(plans, plans[1:], moments))
+                                        for a, b, m in zip(plans, plans[1:], moments, strict=False))
     bounds = [period.start, *moments, period.end]
-    segs = [Segment(period, p, s, 0, e, 0) for p, s, e in zip(plans, bounds, bounds[1:])]
+    segs = [Segment(period, p, s, 0, e, 0) for p, s, e in zip(plans, bounds, bounds[1:], strict=False)]
     assert billed == sum(ledger.segment_fee(seg) for seg in segs)
 
 

@@ -112,7 +112,8 @@ def test_a_failed_payment_gives_a_grace_period_then_closes_the_gate_as_overdue()
     assert overdue.payment is Payment.OVERDUE
     assert overdue.refusal(0) is Refusal.PAYMENT_OVERDUE
     assert badges(sub, failed_at + GRACE) == [Badge.PAYMENT_ISSUE]
-    assert banners(overdue, 0) == [Banner("Your payment is overdue and the grace period has expired.", PAYMENT_OVERDUE_HELP)]
+    assert banners(overdue, 0) == [Banner("Your payment is overdue and the grace period has expired.",
+                                          PAYMENT_OVERDUE_HELP)]
 
 
 def test_still_unpaid_when_its_period_ends_the_plan_expires():

@@ -232,9 +232,9 @@ def test_a_burst_for_the_last_slot_under_the_limit_admits_exactly_one(http, burs
         shots = burst.fire([opener(access, sid, i) for i, sid in enumerate(ids)])
         overlapping_rounds += all_in_flight_at_once(shots)
 
-        admitted = [sid for sid, s in zip(ids, shots) if s.response.status_code == 201]
+        admitted = [sid for sid, s in zip(ids, shots, strict=True) if s.response.status_code == 201]
         assert len(admitted) == 1, f"round {rnd} (limit {limit}): admitted {admitted}"
-        for sid, s in zip(ids, shots):
+        for sid, s in zip(ids, shots, strict=True):
             if sid not in admitted:
                 assert_refused(s.response, Refusal.SESSION_LIMIT_REACHED)
 
@@ -275,9 +275,9 @@ def test_a_burst_for_the_last_trial_session_admits_exactly_one(http, burst, bill
         ids = [f"burst-{rnd}-{i}" for i in range(BURST)]
         shots = burst.fire([opener(access, sid, i) for i, sid in enumerate(ids)])
 
-        admitted = [sid for sid, s in zip(ids, shots) if s.response.status_code == 201]
+        admitted = [sid for sid, s in zip(ids, shots, strict=True) if s.response.status_code == 201]
         assert len(admitted) == 1, f"round {rnd}: admitted {admitted}"
-        for sid, s in zip(ids, shots):
+        for sid, s in zip(ids, shots, strict=True):
             if sid not in admitted:
                 assert_refused(s.response, Refusal.SUBSCRIPTION_ENDED)
 
@@ -348,14 +348,14 @@ def test_replays_and_new_ids_racing_for_the_last_slot(http, burst):
         ids = ["shared" if i % 2 else f"new-{i}" for i in range(BURST)]
         shots = burst.fire([opener(access, sid, i) for i, sid in enumerate(ids)])
 
-        winners = {sid for sid, s in zip(ids, shots) if s.response.status_code in (200, 201)}
+        winners = {sid for sid, s in zip(ids, shots, strict=True) if s.response.status_code in (200, 201)}
         assert len(winners) == 1, winners
         (winner,) = winners
-        for sid, s in zip(ids, shots):
+        for sid, s in zip(ids, shots, strict=True):
             if sid != winner:
                 assert_refused(s.response, Refusal.SESSION_LIMIT_REACHED)
         # Every request for the winning id was answered with the admission: one 201, replays 200.
-        winner_shots = [s.response for sid, s in zip(ids, shots) if sid == winner]
+        winner_shots = [s.response for sid, s in zip(ids, shots, strict=True) if sid == winner]
         codes = sorted(r.status_code for r in winner_shots)
         assert codes == [200] * (len(codes) - 1) + [201], codes
         assert all(r.json() == winner_shots[0].json() for r in winner_shots)

@@ -245,7 +245,8 @@ def test_a_batch_that_waited_for_the_counter_sees_the_session_its_holder_admitte
                      " last_activity_at, billable_sessions) VALUES ('acme', 'shared', 'agent-1', 'inbound',"
                      " false, %s, %s, 1)", (billing.now(), billing.now()))
 
-    thread, box = _in_thread(lambda: billing.open_sessions_for_key(key, [req(billing, "shared"), req(billing, "other")]))
+    thread, box = _in_thread(lambda: billing.open_sessions_for_key(key, [req(billing, "shared"),
+                                                                         req(billing, "other")]))
     _wait_for_lock_wait(raw)
     raw.conn.commit()
     thread.join(30)

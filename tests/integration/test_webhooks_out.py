@@ -9,7 +9,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from agentbilling.client import Billing, connect
 from agentbilling.clock import TestClock
@@ -60,7 +60,7 @@ def test_notices_and_subscription_changes_arrive_signed_and_verifiable(billing: 
         assert headers["webhook-id"].startswith("evt_") and payload["data"]["tenant_id"] == "acme"
     sub = json.loads(receiver.at("/hooks")[1][1])["data"]["subscription"]
     assert sub["status"] == "active" and sub["plan_id"] == "starter"
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + "A" * 32).verify(receiver.at("/hooks")[0][1], receiver.at("/hooks")[0][0])
     log, _ = billing.webhook_deliveries(ep.id)
     assert [(d.type, d.status, d.attempts, d.last_status_code) for d in log] == [

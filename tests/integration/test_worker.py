@@ -52,7 +52,8 @@ def test_many_workers_at_the_renewal_moment_make_and_charge_it_once(billing: Bil
     assert renewals(billing) == 3
     assert charges(billing) == 6
     with billing.db.read() as conn:
-        statuses = conn.execute(select(invoices.c.status, invoices.c.attempts).where(invoices.c.kind == "renewal")).all()
+        statuses = conn.execute(select(invoices.c.status, invoices.c.attempts)
+                                .where(invoices.c.kind == "renewal")).all()
     assert sorted(statuses) == [("paid", 1)] * 3
 
 
@@ -151,7 +152,8 @@ def test_a_tenant_in_a_payment_failure_is_revisited_only_when_something_is_due(b
 
     def revision() -> int:
         with billing.db.read() as conn:
-            return conn.execute(select(subscriptions.c.revision).where(subscriptions.c.tenant_id == "acme")).scalar_one()
+            return conn.execute(select(subscriptions.c.revision)
+                                .where(subscriptions.c.tenant_id == "acme")).scalar_one()
 
     before = revision()
     for hours in (1, 30, 200):  # retries come and fail; nothing about the plan itself is due

@@ -23,7 +23,8 @@ PAYMENT_OVERDUE = "Your payment is overdue and the grace period has expired."
 # Limits small enough to reach over HTTP in a test; the Stripe stand-in gets the same prices.
 PLANS = {"plans": [
     {"id": "mini", "name": "Mini", "price": {"amount": 1000, "currency": "USD"}, "included_sessions": 2,
-     "overage_price": {"amount": 100, "currency": "USD"}, "base_session_limit": 3, "max_session_limit": 10, "provider_price_id": "price_mini"},
+     "overage_price": {"amount": 100, "currency": "USD"}, "base_session_limit": 3, "max_session_limit": 10,
+     "provider_price_id": "price_mini"},
     {"id": "maxi", "name": "Maxi", "price": {"amount": 3000, "currency": "USD"}, "included_sessions": 5,
      "overage_price": {"amount": 50, "currency": "USD"}, "base_session_limit": 6, "max_session_limit": 20,
      "provider_price_id": "price_maxi"},

@@ -105,9 +105,9 @@ def due_notices(sub: Subscription, used: int, now: datetime) -> list[Notice]:
         if payment is Payment.PENDING and now >= cur.grace_ends_at - DAY:
             out.append(Notice(NoticeType.GRACE_ENDING, f"{NoticeType.GRACE_ENDING}:{failed}",
                               "Your grace period ends tomorrow",
-                              f"Your last payment failed and is still unpaid. On {long_date(cur.grace_ends_at)} AI agents "
-                              "stop accepting new sessions: click Manage on your subscription card and update your "
-                              "payment details."))
+                              f"Your last payment failed and is still unpaid. On {long_date(cur.grace_ends_at)} "
+                              "AI agents stop accepting new sessions: click Manage on your subscription card and "
+                              "update your payment details."))
         if payment is Payment.OVERDUE:
             out.append(Notice(NoticeType.PAYMENT_OVERDUE, f"{NoticeType.PAYMENT_OVERDUE}:{failed}",
                               "Your payment is overdue and the grace period has expired.",

@@ -1,1 +1,2 @@
-"""The pages: the Billing tab (its forms, usage chart) and the sandbox provider's billing portal, with their templates and static files."""
+"""The pages: the Billing tab (its forms, usage chart) and the sandbox provider's billing portal, with their
+templates and static files."""

@@ -50,7 +50,8 @@ def _csrf_ok(billing: Billing, key: str, given: str) -> bool:
 
 
 def _page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {**formatters(locale_of(request)), **_CONTEXT, **context}, status_code=status)
+    return templates.TemplateResponse(request, name, {**formatters(locale_of(request)), **_CONTEXT, **context},
+                                      status_code=status)
 
 
 def _error_page(request: Request, status: int, message: str) -> HTMLResponse:

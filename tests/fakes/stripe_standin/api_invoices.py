@@ -35,7 +35,8 @@ def post_invoice(svc: Services, req: Request) -> dict[str, Any]:
             else None
         if (forms.opt_str(p, "pending_invoice_items_behavior") or "exclude") != "include":
             raise StripeError.invalid("The stand-in only creates invoices of pending invoice items "
-                                      "(pending_invoice_items_behavior=include).", param="pending_invoice_items_behavior")
+                                      "(pending_invoice_items_behavior=include).",
+                                      param="pending_invoice_items_behavior")
         currency = (forms.opt_str(p, "currency") or (sub or cus).get("currency") or "usd").lower()
         inv = invoicing.create_draft(st, cus, sub=sub, billing_reason="manual", currency=currency,
                                      period=(now, now), now=now)

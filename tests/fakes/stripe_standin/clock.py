@@ -25,7 +25,9 @@ _MAX_STEPS = 10_000
 
 def due_actions(st: State, clock_id: str) -> list[tuple[int, int, int, str, dict[str, Any]]]:
     """(time, order, seq, kind, object) for everything scheduled on this clock."""
-    mine = lambda o: st.clock_id_of(o) == clock_id
+    def mine(o: dict[str, Any]) -> bool:
+        return st.clock_id_of(o) == clock_id
+
     due: list[tuple[int, int, int, str, dict[str, Any]]] = []
     for sched in st.all("subscription_schedule", mine):
         t = schedules.next_boundary(sched)

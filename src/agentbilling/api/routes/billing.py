@@ -40,22 +40,26 @@ def base_url(request: Request, billing: BillingDep) -> str:
 router = APIRouter(prefix="/v1/billing", tags=["billing"])
 
 
-@router.get("", response_model=BillingOut, summary="Everything the Billing tab shows: cards, banners, session limit, plans")
+@router.get("", response_model=BillingOut,
+            summary="Everything the Billing tab shows: cards, banners, session limit, plans")
 def get_billing(user: BillingUser, billing: BillingDep) -> dict[str, Any]:
     return billing_json(billing.billing_view(user.tenant_id))
 
 
-@router.put("/session-limit", response_model=SessionLimitAnswer, summary="Set limit: cap billable sessions per billing period (paid plans)")
+@router.put("/session-limit", response_model=SessionLimitAnswer,
+            summary="Set limit: cap billable sessions per billing period (paid plans)")
 def set_session_limit(body: SessionLimitIn, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
     return {"session_limit": limit_json(billing.set_session_limit(user.tenant_id, body.limit))}
 
 
-@router.delete("/session-limit", response_model=SessionLimitAnswer, summary="Reset limit: back to the plan's base limit")
+@router.delete("/session-limit", response_model=SessionLimitAnswer,
+               summary="Reset limit: back to the plan's base limit")
 def reset_session_limit(user: BillingUser, billing: BillingDep) -> dict[str, Any]:
     return {"session_limit": limit_json(billing.reset_session_limit(user.tenant_id))}
 
 
-@router.get("/sessions", response_model=SessionsPage, summary="Sessions with their billable sessions, newest first (cursor pages)")
+@router.get("/sessions", response_model=SessionsPage,
+            summary="Sessions with their billable sessions, newest first (cursor pages)")
 def list_sessions(
     user: BillingUser,
     billing: BillingDep,
@@ -66,18 +70,21 @@ def list_sessions(
     return {"data": [session_json(s) for s in page.data], "next_cursor": page.next_cursor}
 
 
-@router.post("/checkout", response_model=CheckoutOut, summary="Subscribe: a checkout for a plan in the secure billing portal")
+@router.post("/checkout", response_model=CheckoutOut,
+             summary="Subscribe: a checkout for a plan in the secure billing portal")
 def checkout(body: CheckoutIn, request: Request, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
     co = billing.checkout(user.tenant_id, body.plan_id, base_url=base_url(request, billing))
     return {"id": co.id, "url": co.url}
 
 
-@router.post("/portal", response_model=UrlOut, summary="Manage: the secure billing portal (payment methods, invoices, Cancel subscription)")
+@router.post("/portal", response_model=UrlOut,
+             summary="Manage: the secure billing portal (payment methods, invoices, Cancel subscription)")
 def portal(request: Request, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
     return {"url": billing.portal_url(user.tenant_id, base_url=base_url(request, billing), user_id=user.id)}
 
 
-@router.post("/plan-change", response_model=BillingOut, summary="Change plan: Immediately, End of the current period or On custom date")
+@router.post("/plan-change", response_model=BillingOut,
+             summary="Change plan: Immediately, End of the current period or On custom date")
 def change_plan(body: PlanChangeIn, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
     return billing_json(billing.change_plan(user.tenant_id, body.plan_id, body.when, body.date))
 
@@ -87,7 +94,8 @@ def cancel_plan_change(user: BillingUser, billing: BillingDep) -> dict[str, Any]
     return billing_json(billing.cancel_plan_change(user.tenant_id))
 
 
-@router.post("/demo-requests", status_code=201, response_model=DemoRequestReceived, summary="Book a demo of an Enterprise plan")
+@router.post("/demo-requests", status_code=201, response_model=DemoRequestReceived,
+             summary="Book a demo of an Enterprise plan")
 def request_demo(body: DemoRequestIn, user: BillingUser, billing: BillingDep) -> dict[str, Any]:
     req = billing.request_demo(user.tenant_id, body.plan_id, user_id=user.id, message=body.message)
     return {"id": req.id, "status": REQUEST_RECEIVED}
@@ -109,7 +117,8 @@ def get_invoice(invoice_id: str, user: BillingUser, billing: BillingDep) -> dict
     return invoice_json(billing.invoice(user.tenant_id, invoice_id))
 
 
-@router.get("/notices", response_model=NoticesPage, summary="Notices (R14): reminders, warnings and what happened, newest first (cursor pages)")
+@router.get("/notices", response_model=NoticesPage,
+            summary="Notices (R14): reminders, warnings and what happened, newest first (cursor pages)")
 def list_notices(
     user: BillingUser,
     billing: BillingDep,

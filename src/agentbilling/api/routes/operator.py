@@ -47,7 +47,8 @@ from agentbilling.api.schemas import (
 router = APIRouter(prefix="/v1", dependencies=[Operator], tags=["operator"])
 
 
-@router.post("/tenants", status_code=201, response_model=TenantOut, summary="Create a tenant; its free trial starts now")
+@router.post("/tenants", status_code=201, response_model=TenantOut,
+             summary="Create a tenant; its free trial starts now")
 def create_tenant(body: TenantIn, billing: BillingDep) -> dict[str, Any]:
     return tenant_json(billing.create_tenant(body.id, body.name, body.billing_email))
 
@@ -62,7 +63,8 @@ def update_tenant(tenant_id: str, body: TenantPatch, billing: BillingDep) -> dic
     return tenant_json(billing.update_tenant(tenant_id, name=body.name, billing_email=body.billing_email))
 
 
-@router.post("/tenants/{tenant_id}/api-keys", status_code=201, response_model=ApiKeyOut, summary="Issue an API key (shown once)")
+@router.post("/tenants/{tenant_id}/api-keys", status_code=201, response_model=ApiKeyOut,
+             summary="Issue an API key (shown once)")
 def create_api_key(tenant_id: str, billing: BillingDep) -> dict[str, Any]:
     key = billing.create_api_key(tenant_id)
     return {"id": key.id, "key": key.key}
@@ -79,7 +81,8 @@ def create_user(tenant_id: str, body: UserIn, billing: BillingDep) -> dict[str, 
     return user_json(billing.create_user(tenant_id, body.id, body.email, body.role))
 
 
-@router.get("/tenants/{tenant_id}/users/{user_id}", response_model=UserOut, summary="A user, and whether to show them the Billing tab")
+@router.get("/tenants/{tenant_id}/users/{user_id}", response_model=UserOut,
+            summary="A user, and whether to show them the Billing tab")
 def get_user(tenant_id: str, user_id: str, billing: BillingDep) -> dict[str, Any]:
     return user_json(billing.get_user(tenant_id, user_id))
 
@@ -131,13 +134,15 @@ def get_clock(billing: BillingDep) -> dict[str, Any]:
     return {"now": iso(billing.now())}
 
 
-@router.post("/clock/advance", response_model=ClockOut, summary="Move the test clock forward; returns once everything due is applied")
+@router.post("/clock/advance", response_model=ClockOut,
+             summary="Move the test clock forward; returns once everything due is applied")
 def advance_clock(body: ClockAdvanceIn, billing: BillingDep) -> dict[str, Any]:
     _test_clock(billing)
     return {"now": iso(billing.advance_clock(seconds=body.seconds, to=body.to))}
 
 
-@router.get("/demo-requests", response_model=DemoRequestsPage, summary="The Book a demo requests, newest first (cursor pages)")
+@router.get("/demo-requests", response_model=DemoRequestsPage,
+            summary="The Book a demo requests, newest first (cursor pages)")
 def list_demo_requests(
     billing: BillingDep, cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> dict[str, Any]:
@@ -145,7 +150,8 @@ def list_demo_requests(
     return {"data": [demo_request_json(d) for d in data], "next_cursor": nxt}
 
 
-@router.get("/worker", response_model=WorkerOut, tags=["worker"], summary="How far behind the workers are: what is due and not done")
+@router.get("/worker", response_model=WorkerOut, tags=["worker"],
+            summary="How far behind the workers are: what is due and not done")
 def worker_status(billing: BillingDep) -> dict[str, Any]:
     st = billing.worker_status()
     return {"now": st.now, "subscriptions_due": st.subscriptions_due,
@@ -163,12 +169,14 @@ def create_webhook_endpoint(body: WebhookEndpointIn, billing: BillingDep) -> dic
     return webhook_endpoint_json(billing.create_webhook_endpoint(body.url))
 
 
-@router.get("/webhook-endpoints", response_model=WebhookEndpointsPage, tags=["webhooks out"], summary="The endpoints, enabled or disabled")
+@router.get("/webhook-endpoints", response_model=WebhookEndpointsPage, tags=["webhooks out"],
+            summary="The endpoints, enabled or disabled")
 def list_webhook_endpoints(billing: BillingDep) -> dict[str, Any]:
     return {"data": [webhook_endpoint_json(e) for e in billing.webhook_endpoints()], "next_cursor": None}
 
 
-@router.get("/webhook-endpoints/{endpoint_id}", tags=["webhooks out"], response_model=WebhookEndpointOut, summary="One endpoint")
+@router.get("/webhook-endpoints/{endpoint_id}", tags=["webhooks out"], response_model=WebhookEndpointOut,
+            summary="One endpoint")
 def get_webhook_endpoint(endpoint_id: str, billing: BillingDep) -> dict[str, Any]:
     return webhook_endpoint_json(billing.webhook_endpoint(endpoint_id))
 
@@ -206,13 +214,15 @@ def sandbox_add_payment_method(tenant_id: str, body: CardIn, billing: BillingDep
     return {"status": "added"}
 
 
-@router.post("/sandbox/tenants/{tenant_id}/cancel", tags=["sandbox"], response_model=StatusOut, summary="Cancel subscription in the portal")
+@router.post("/sandbox/tenants/{tenant_id}/cancel", tags=["sandbox"], response_model=StatusOut,
+             summary="Cancel subscription in the portal")
 def sandbox_cancel(tenant_id: str, billing: BillingDep) -> dict[str, Any]:
     billing.sandbox_cancel(tenant_id)
     return {"status": "cancel requested"}
 
 
-@router.post("/sandbox/tenants/{tenant_id}/resume", tags=["sandbox"], response_model=StatusOut, summary="Undo Cancel subscription")
+@router.post("/sandbox/tenants/{tenant_id}/resume", tags=["sandbox"], response_model=StatusOut,
+             summary="Undo Cancel subscription")
 def sandbox_resume(tenant_id: str, billing: BillingDep) -> dict[str, Any]:
     billing.sandbox_resume(tenant_id)
     return {"status": "resumed"}

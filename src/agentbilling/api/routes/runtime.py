@@ -105,12 +105,14 @@ async def open_session(request: Request) -> Response:
     return await admit(request.app.state, request.headers.get("authorization", ""), await request.body())
 
 
-@router.post("/sessions/{session_id:path}/messages", response_model=SessionOut, summary="A message in a session, from the customer or the agent")
+@router.post("/sessions/{session_id:path}/messages", response_model=SessionOut,
+             summary="A message in a session, from the customer or the agent")
 def record_message(session_id: str, body: MessageIn, tenant_id: TenantId, billing: BillingDep) -> dict[str, Any]:
     return session_json(billing.record_message(tenant_id, session_id, body.from_))
 
 
-@router.post("/sessions/{session_id:path}/end", response_model=SessionOut, summary="End a session (adds nothing to its billable sessions)")
+@router.post("/sessions/{session_id:path}/end", response_model=SessionOut,
+             summary="End a session (adds nothing to its billable sessions)")
 def end_session(session_id: str, tenant_id: TenantId, billing: BillingDep) -> dict[str, Any]:
     return session_json(billing.end_session(tenant_id, session_id))
 

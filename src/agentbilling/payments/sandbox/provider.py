@@ -188,7 +188,8 @@ class SandboxProvider:
             event = self.webhook.verify(body, dict(headers))
         except (WebhookVerificationError, ValueError, TypeError) as err:  # malformed headers raise the latter
             raise WebhookRejected(str(err) or "bad signature") from None
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        if (not isinstance(event, dict) or not isinstance(event.get("id"), str)
+                or not isinstance(event.get("type"), str)):
             raise WebhookRejected("not an event")
         data = event.get("data") or {}
         if not isinstance(data, dict):
@@ -236,7 +237,8 @@ class SandboxProvider:
 
     def checkout(self, checkout_id: str) -> Mapping[str, Any]:
         with self.db.read() as conn:
-            row = conn.execute(select(sandbox_checkouts).where(sandbox_checkouts.c.id == checkout_id)).mappings().first()
+            row = conn.execute(select(sandbox_checkouts)
+                               .where(sandbox_checkouts.c.id == checkout_id)).mappings().first()
         if row is None:
             raise NotFound(f"No checkout {checkout_id!r}.")
         return row
@@ -349,7 +351,8 @@ class SandboxProvider:
         card = conn.execute(select(sandbox_customers.c.card_number).where(sandbox_customers.c.tenant_id == tenant_id)
                             .with_for_update()).scalar_one_or_none()
         done = conn.execute(select(c.succeeded).where(c.invoice_id == invoice_id)).scalars().all()
-        if any(done) or conn.execute(select(sandbox_voids.c.invoice_id).where(sandbox_voids.c.invoice_id == invoice_id)).first():
+        if any(done) or conn.execute(select(sandbox_voids.c.invoice_id)
+                                     .where(sandbox_voids.c.invoice_id == invoice_id)).first():
             return
         if conn.execute(select(c.attempt).where(c.invoice_id == invoice_id, c.attempt == attempt)).first():
             return

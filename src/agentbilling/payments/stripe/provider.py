@@ -331,7 +331,8 @@ class StripeProvider:
                                   or (sub.get("cancellation_details") or {}).get("reason") == "cancellation_requested"),
         )
 
-    def invoice_facts(self, invoice_id: str, event_type: str, event_created: int) -> InvoiceMirror | DraftRenewal | None:
+    def invoice_facts(self, invoice_id: str, event_type: str,
+                      event_created: int) -> InvoiceMirror | DraftRenewal | None:
         try:
             inv = self.client.v1.invoices.retrieve(invoice_id).to_dict()
         except stripe.InvalidRequestError:

@@ -83,13 +83,15 @@ class Book:
 
     def credits(self, conn: Any, tenant_id: str) -> dict[str, int]:
         c = credit_balances.c
-        return {cur: amount for cur, amount in conn.execute(select(c.currency, c.amount).where(c.tenant_id == tenant_id))
+        return {cur: amount
+                for cur, amount in conn.execute(select(c.currency, c.amount).where(c.tenant_id == tenant_id))
                 if amount}
 
     def put_credits(self, conn: Any, tenant_id: str, balances: Mapping[str, int]) -> None:
         c = credit_balances.c
         conn.execute(delete(credit_balances).where(c.tenant_id == tenant_id))
-        rows = [{"tenant_id": tenant_id, "currency": cur, "amount": amount} for cur, amount in balances.items() if amount]
+        rows = [{"tenant_id": tenant_id, "currency": cur, "amount": amount}
+                for cur, amount in balances.items() if amount]
         if rows:
             conn.execute(insert(credit_balances), rows)
 
