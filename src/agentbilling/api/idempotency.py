@@ -20,6 +20,7 @@ import hmac
 import json
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -83,13 +84,7 @@ class IdempotencyMiddleware:
             return await Problem(400, "invalid-idempotency-key", "Idempotency-Key is longer than 255 characters.") \
                 .response()(scope, receive, send)
 
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await _read_body(receive)
         path = scope["path"]
         # The caller is whoever the credential names: the bearer header, else the session cookie.
         credential = headers.get(b"authorization", b"") + b"\n" + headers.get(b"cookie", b"")
@@ -99,29 +94,13 @@ class IdempotencyMiddleware:
         store = billing.idempotency_keys()
         # Wall-clock time: how long a request has been in progress is not business time.
         claim = await anyio.to_thread.run_sync(store.claim, principal, key, request_hash, datetime.now(UTC))
-        if claim.state == "replay" and not await anyio.to_thread.run_sync(
-            _still_authorized, billing, headers.get(b"authorization", b""), path
-        ):
-            problem = Problem(401, "unauthorized", "The credential of this request is no longer valid.",
-                              headers={"WWW-Authenticate": "Bearer"})
-            return await problem.response(path)(scope, receive, send)
-        if claim.state == "replay":
-            replay_headers = [(b"content-type", claim.content_type.encode()), (b"idempotent-replayed", b"true")]
-            _, secret_fields = without_secrets(path, b"")
-            if secret_fields:
-                replay_headers += [(b"idempotent-secret-removed", ",".join(secret_fields).encode()),
-                                   (b"cache-control", b"no-store")]
-            await send({"type": "http.response.start", "status": claim.status_code, "headers": replay_headers})
-            await send({"type": "http.response.body", "body": claim.body})
-            return
-        if claim.state == "mismatch":
-            problem = Problem(422, "idempotency-key-reused",
-                              "This Idempotency-Key was used with a different request body.")
-            return await problem.response(path)(scope, receive, send)
-        if claim.state == "in_progress":
-            problem = Problem(409, "idempotency-key-in-use", "A request with this Idempotency-Key is in progress.")
-            return await problem.response(path)(scope, receive, send)
+        if claim.state != "new":
+            return await _answer_claimed(claim, billing, headers, path, scope, receive, send)
+        await self._run_and_settle(store, principal, key, path, body, scope, receive, send)
 
+    async def _run_and_settle(self, store: IdempotencyKeys, principal: str, key: str, path: str, body: bytes,
+                              scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request with its claim; its answer is held until the claim is settled, then sent."""
         sent_body = False
 
         async def replay_receive() -> Message:
@@ -169,3 +148,38 @@ class IdempotencyMiddleware:
             await anyio.to_thread.run_sync(store.save, principal, key, status, content_type, stored)
         else:
             await anyio.to_thread.run_sync(store.release, principal, key)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _answer_claimed(claim: Any, billing: Any, headers: dict[bytes, bytes], path: str,
+                          scope: Scope, receive: Receive, send: Send) -> None:
+    """A key claimed before: its stored answer (to a caller still authorized), or why not."""
+    if claim.state == "replay" and not await anyio.to_thread.run_sync(
+        _still_authorized, billing, headers.get(b"authorization", b""), path
+    ):
+        problem = Problem(401, "unauthorized", "The credential of this request is no longer valid.",
+                          headers={"WWW-Authenticate": "Bearer"})
+        return await problem.response(path)(scope, receive, send)
+    if claim.state == "replay":
+        replay_headers = [(b"content-type", claim.content_type.encode()), (b"idempotent-replayed", b"true")]
+        _, secret_fields = without_secrets(path, b"")
+        if secret_fields:
+            replay_headers += [(b"idempotent-secret-removed", ",".join(secret_fields).encode()),
+                               (b"cache-control", b"no-store")]
+        await send({"type": "http.response.start", "status": claim.status_code, "headers": replay_headers})
+        await send({"type": "http.response.body", "body": claim.body})
+        return
+    if claim.state == "mismatch":
+        problem = Problem(422, "idempotency-key-reused",
+                          "This Idempotency-Key was used with a different request body.")
+        return await problem.response(path)(scope, receive, send)
+    problem = Problem(409, "idempotency-key-in-use", "A request with this Idempotency-Key is in progress.")
+    return await problem.response(path)(scope, receive, send)
