@@ -296,18 +296,18 @@ class Billing:
         return self.metering.open_sessions_for_key(hash_api_key(key), requests, self.now())
 
     def gate_pool(self) -> Any:
-        """PostgreSQL: a pool of asyncio connections for `open_sessions_kept_async`, to be opened
+        """PostgreSQL: a pool of asyncio connections for `open_sessions_async`, to be opened
         and closed in the caller's event loop; None on SQLite."""
         return self.db.async_pool(self.settings.admission_threads)
 
-    async def open_sessions_kept_async(
+    async def open_sessions_async(
         self, pool: Any, key: str, requests: Sequence[AdmissionRequest]
     ) -> list[OpenResult | Exception | None] | None:
         """The common case of `open_sessions_for_key` without leaving the event loop: new ids
         under a key whose tenant's standing is kept, each counted at once, admitted in one
         statement on a connection of `pool` (`gate_pool`). None when that cannot decide them,
         with nothing changed: then `open_sessions_for_key` does, on a thread."""
-        return await self.metering.open_sessions_kept_async(pool, hash_api_key(key), requests, self.now())
+        return await self.metering.open_sessions_async(pool, hash_api_key(key), requests, self.now())
 
     def record_message(self, tenant_id: str, session_id: str, sender: str | Sender) -> Session:
         return self.metering.record_message(tenant_id, session_id, choice(Sender, sender, "from"), self.now())

@@ -92,7 +92,7 @@ class GateProbe:
         self._wrap(monkeypatch, store, "open_sessions_for_key", lambda args: len(args[1]))
         # PostgreSQL's one statement on the event loop (None: it decided nothing; a thread does).
         self.one_statement: list[int] = []  # the size of every batch it admitted
-        on_the_loop = store.open_sessions_kept_async
+        on_the_loop = store.open_sessions_async
 
         async def probed_on_the_loop(pool, key_hash, requests, now):
             self._enter(len(requests), batch=True)
@@ -104,7 +104,7 @@ class GateProbe:
                 self.one_statement.append(len(requests))
             return answers
 
-        monkeypatch.setattr(store, "open_sessions_kept_async", probed_on_the_loop)
+        monkeypatch.setattr(store, "open_sessions_async", probed_on_the_loop)
 
     def _enter(self, n: int, *, batch: bool) -> None:
         with self._lock:

@@ -340,7 +340,7 @@ def gate(billing: Billing, key: str, requests: list[AdmissionRequest], *, fallba
         await pool.open()
         try:
             if not fallback:
-                return await billing.open_sessions_kept_async(pool, key, requests)
+                return await billing.open_sessions_async(pool, key, requests)
             return await runtime.decide_batch(SimpleNamespace(gate_pool=pool), billing, key, requests)
         finally:
             await pool.close()
@@ -457,14 +457,14 @@ def test_concurrent_one_statement_batches_never_pass_the_limit(billing: Billing)
         warm(billing, k, "acme", f"warm-{i}")  # 4 used, 36 left
 
     store, decided = billing.metering, []
-    one_statement = store.open_sessions_kept_async
+    one_statement = store.open_sessions_async
 
     async def watched(*args):
         answers = await one_statement(*args)
         decided.append(answers is not None)
         return answers
 
-    store.open_sessions_kept_async = watched
+    store.open_sessions_async = watched
 
     async def go():
         pool = billing.gate_pool()

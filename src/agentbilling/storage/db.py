@@ -101,7 +101,7 @@ class Database:
 
     def async_pool(self, size: int = 4) -> Any:
         """PostgreSQL: a pool of asyncio connections like `gate`'s, for the gate's one-statement
-        admissions on an event loop (`MeteringStore.open_sessions_kept_async`); the caller opens
+        admissions on an event loop (`MeteringStore.open_sessions_async`); the caller opens
         it in its loop (`await pool.open()`) and closes it there. None on SQLite, whose driver has
         no asyncio side."""
         if self.is_sqlite:

@@ -50,7 +50,7 @@ async def decide_batch(state: Any, billing: Billing, key: str, requests: Sequenc
     can decide them all, else in a transaction on an admission thread."""
     pool = getattr(state, "gate_pool", None)
     if pool is not None:
-        answers = await billing.open_sessions_kept_async(pool, key, requests)
+        answers = await billing.open_sessions_async(pool, key, requests)
         if answers is not None:
             return answers
     return await anyio.to_thread.run_sync(partial(billing.open_sessions_for_key, key, requests),

@@ -145,7 +145,7 @@ class MeteringStore:
         batch = self._postgres.statement_batch(tenant_id, key_hash, requests, now)
         return None if batch is None else self._postgres.admit_batch(batch)
 
-    async def open_sessions_kept_async(
+    async def open_sessions_async(
         self, pool: Any, key_hash: str, requests: Sequence[AdmissionRequest], now: datetime
     ) -> Answers | None:
         """The one statement on an asyncio connection of `pool` (`Database.async_pool`), so the
