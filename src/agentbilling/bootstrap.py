@@ -1,8 +1,5 @@
 """The one place the service is wired: storage, catalog, clock, payment provider, notices and secrets.
-
-`build` opens the database (migrating it unless told not to) and hands back the wired `Services`;
-nothing here connects at import time. `agentbilling.client.connect` wraps them in `Billing`.
-"""
+Nothing connects at import time: `build` opens the database; `agentbilling.client.connect` wraps it in `Billing`."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
 """The Python API: every operation of the service, for the HTTP layer and for embedding platforms.
-
-    import agentbilling
-    billing = agentbilling.connect()          # settings from AGENTBILLING_* variables
-    billing.create_tenant("acme", "Acme", "billing@acme.test")
-    result = billing.open_session("acme", "conv-1", agent_id="support", direction="inbound")
-"""
+Start with `agentbilling.connect()` (settings from AGENTBILLING_* variables); examples: README.md, "Python API"."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""The worker: applies what comes due as time passes (scheduled plan changes, renewals and their
-charges, retries, the ends of cancelled and unpaid plans, undelivered provider events), records
-the notices that came due and sends their emails and webhooks. It logs each pass that did
-something; `GET /v1/worker` says how far behind the workers are.
-
-`serve` runs one in a thread of its process; `agentbilling worker` runs one on its own. Several
-may run at once, on one database: each piece of work is claimed under a row lock or made under a
-unique id, so none is done twice.
-"""
+"""The worker: applies what comes due as time passes, records the notices that came due and sends their
+emails and webhooks; `serve` runs one in a thread, `agentbilling worker` one on its own."""
 
 from __future__ import annotations
 
@@ -22,6 +15,10 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
+    """One worker; several may run at once on one database.
+
+    Each piece of work is claimed under a row lock or made under a unique id, so none is done twice. It
+    logs each pass that did something; `GET /v1/worker` says how far behind the workers are."""
     def __init__(self, billing: Billing, interval: float) -> None:
         self.billing = billing
         self.interval = interval

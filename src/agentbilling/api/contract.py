@@ -1,10 +1,5 @@
-"""The OpenAPI document's refusals: every operation lists the problem+json answers it can give (and
-the Billing tab's pages their HTML ones), so a schema fuzzer finds no undocumented status code.
-
-Which codes an operation can give follows from who may call it and what it does, in one table
-here rather than on each route: every route gets 422 (bad input, control characters in its URL
-among it) and 503 (the database is unavailable); a body can be 413; the bearer-key APIs 401; ...
-"""
+"""The OpenAPI document's refusals: every operation lists the problem+json (pages: HTML) answers it can give,
+so a schema fuzzer finds no undocumented status code; one table: docs/decisions/0202-refusals-in-one-table.md."""
 
 from __future__ import annotations
 
@@ -23,7 +18,10 @@ BODY_METHODS = {"post", "put", "patch"}
 
 
 def refusals(method: str, path: str) -> set[int]:
-    """The error statuses an operation can answer with."""
+    """The error statuses an operation can answer with.
+
+    They follow from who may call it and what it does, in this one table rather than on each route: every
+    route 422 (bad input, control characters in its URL among it) and 503 (the database is unavailable)."""
     if path == "/livez":
         return set()
     if path == "/readyz":

@@ -1,8 +1,5 @@
-"""Security headers on every answer: a strict CSP (no inline script or style anywhere; the pages load
-theirs from /billing/static), frame-ancestors from AGENTBILLING_FRAME_ANCESTORS, nosniff, no
-Referer (login and portal links carry secrets in their URLs), no-store on everything but static
-assets (pages carry CSRF tokens; answers carry keys, tokens and links), and HSTS when the public
-URL is https."""
+"""Security headers on every answer: a strict CSP, frame-ancestors, nosniff, no Referer, no-store, HSTS.
+Which values, and why: README.md, "HTTP API"; `SecurityHeaders`."""
 
 from __future__ import annotations
 
@@ -27,6 +24,11 @@ def content_security_policy(frame_ancestors: str) -> str:
 
 
 class SecurityHeaders:
+    """Adds the security headers to every answer.
+
+    No Referer: login and portal links carry secrets in their URLs. No-store on all but `CACHEABLE`: pages
+    carry CSRF tokens, answers keys, tokens and links. The pages load their script and style from
+    /billing/static, so the CSP allows no inline one. HSTS only when the public URL is https."""
     def __init__(self, app: ASGIApp, *, frame_ancestors: str, https: bool) -> None:
         self.app = app
         self.headers: list[tuple[str, str]] = [

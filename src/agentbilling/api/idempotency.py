@@ -1,17 +1,5 @@
-"""Idempotency-Key on mutating POSTs: the first successful answer is stored and replayed.
-
-Only 2xx answers are kept. A 4xx changed nothing, so running the request again is safe and
-answers from the current state (a refused session may be admitted once the gate opens, R4).
-The answer is stored (or the claim released) before it is sent: a replay sent after the first
-answer arrived gets that answer, never 409 `idempotency-key-in-use`. Keys live for
-`AGENTBILLING_IDEMPOTENCY_TTL_SECONDS` (wall clock) from their claim; after it a key is new.
-
-An answer that carries a secret (an API key, a user's token and login link, a webhook
-endpoint's signing secret) is stored with the secret's fields set to null: a replay answers the
-same status and body with those fields null, and the header `Idempotent-Secret-Removed` naming
-them. The secret was shown once, to the first answer; a caller that lost it issues another.
-A replay is sent only to a credential that still has the right to the request.
-"""
+"""Idempotency-Key on mutating POSTs: the first successful answer is stored (its secrets removed) and replayed.
+What is kept, for how long, and what a replay answers: README.md, "HTTP API"."""
 
 from __future__ import annotations
 
@@ -38,7 +26,9 @@ SECRET_FIELDS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
 
 
 def without_secrets(path: str, body: bytes) -> tuple[bytes, tuple[str, ...]]:
-    """The answer to store: its secret fields (if the path has any) set to null, and which."""
+    """The answer to store: its secret fields (if the path has any) set to null, and which.
+
+    The secret was shown once, to the first answer; a caller that lost it issues another."""
     for pattern, fields in SECRET_FIELDS:
         if pattern.match(path):
             try:
@@ -70,6 +60,12 @@ def _still_authorized(billing, authorization: bytes, path: str) -> bool:
 
 
 class IdempotencyMiddleware:
+    """Stores the first 2xx answer to a key and replays it.
+
+    Only 2xx answers are kept: a 4xx changed nothing, so running the request again is safe and answers
+    from the current state (a refused session may be admitted once the gate opens, R4). The answer is
+    stored (or the claim released) before it is sent, so a replay sent after the first answer arrived
+    gets that answer, never 409 `idempotency-key-in-use`."""
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 

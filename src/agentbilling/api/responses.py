@@ -1,6 +1,5 @@
-"""The JSON shapes of answers, declared for the OpenAPI document (and checked on the way out):
-every endpoint names its response model and its problem+json refusals, so a schema fuzzer finds
-no undocumented answer. Extra fields are allowed through: a model lists what clients can rely on."""
+"""The JSON shapes of answers, declared for the OpenAPI document (and checked on the way out).
+Every endpoint names its response model and its problem+json refusals (`problems`)."""
 
 from __future__ import annotations
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Out(BaseModel):
+    """An answer's shape. Extra fields are allowed through: a model lists what clients can rely on."""
     model_config = ConfigDict(extra="allow")
 
 

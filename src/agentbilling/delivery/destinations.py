@@ -1,11 +1,5 @@
 """Where webhooks may go: public addresses only, unless AGENTBILLING_WEBHOOK_ALLOW_PRIVATE=1.
-
-Loopback, private, link-local (the cloud metadata address 169.254.169.254 among them), shared,
-multicast and reserved addresses are refused, in every spelling a resolver accepts (2130706433,
-0x7f.1, 0177.0.0.1, [::1], [::ffff:127.0.0.1]). Checked when an endpoint is made (literal addresses
-and names that resolve) and again before every delivery, on the addresses the name resolves to
-then; the delivery connects to the address it checked, so a name cannot be rebound in between.
-"""
+Checked when an endpoint is made (`check_url`) and again before every delivery (`pinned_address`)."""
 
 from __future__ import annotations
 
@@ -25,6 +19,10 @@ class DestinationRefused(InvalidInput):
 
 
 def public(ip: IPAddress) -> bool:
+    """Whether webhooks may reach `ip`.
+
+    Refused: loopback, private, link-local (the cloud metadata address 169.254.169.254 among them),
+    shared, multicast and reserved addresses, and IPv4 addresses embedded in IPv6 ones."""
     if isinstance(ip, ipaddress.IPv6Address):
         embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if embedded is not None and not public(embedded):
@@ -71,7 +69,9 @@ def check_url(url: str) -> None:
 
 def pinned_address(url: str) -> IPAddress:
     """At delivery: the one address to connect to, checked; DestinationRefused if any is not public
-    (a name with one private address among public ones is refused whole)."""
+    (a name with one private address among public ones is refused whole).
+
+    The delivery connects to the address checked here, so the name cannot be rebound in between."""
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".")
     ip = literal_address(host)

@@ -1,9 +1,5 @@
 """Where notice emails go: an SMTP server (AGENTBILLING_SMTP_URL), else an outbox folder of .eml files.
-
-Each message is built once per notice, with the notice's id as its Message-ID and its type in
-the X-Agentbilling-Notice header, and text and HTML parts from the notice type's own templates
-(`email_templates/<type>.txt` and `.html`, on top of `base.txt` and `base.html`).
-"""
+Each message is built once per notice (`build`), from its type's templates in `email_templates/`."""
 
 from __future__ import annotations
 
@@ -32,6 +28,10 @@ def message_id(notice_id: str) -> str:
 
 
 def build(notice: NoticeRecord, *, sender: str, tenant_name: str, link: str | None) -> EmailMessage:
+    """A notice's message: its id as Message-ID, its type in the X-Agentbilling-Notice header.
+
+    Text and HTML parts from the type's own templates (`email_templates/<type>.txt` and `.html`, on top of
+    `base.txt` and `base.html`)."""
     msg = EmailMessage()
     msg["Subject"] = notice.title
     msg["From"] = sender

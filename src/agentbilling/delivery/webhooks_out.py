@@ -1,13 +1,5 @@
 """Webhooks out: every notice and every change of a subscription, signed per Standard Webhooks and
-delivered to each endpoint the operator registered, retried with backoff, with a delivery log.
-
-An event and its deliveries are written in the transaction that made the change (`emit`), so a
-rollback drops them and a commit keeps them; workers then claim due deliveries (PostgreSQL:
-SKIP LOCKED) and post them. A 2xx is delivered; a 410 disables the endpoint at once; any other
-answer, or none, is tried again on the schedule below, and an endpoint failing for five days is
-disabled. A failing endpoint costs one try per pass, whatever it has waiting, so it never holds
-up the others.
-"""
+delivered to each endpoint the operator registered (`emit`, then `WebhooksOut`); README.md, "Webhooks out"."""
 
 from __future__ import annotations
 
@@ -111,6 +103,11 @@ def _endpoint(row: Any) -> Endpoint:
 
 
 class WebhooksOut:
+    """The operator's endpoints, and the deliveries workers claim and post.
+
+    A 2xx is delivered; a 410 disables the endpoint at once; any other answer, or none, is tried again
+    after `RETRY_AFTER`, and an endpoint failing for `DISABLE_AFTER` is disabled. A failing endpoint costs
+    one try per pass, whatever it has waiting, so it never holds up the others."""
     def __init__(self, db: Database, client: httpx.Client | None = None, *, claim: timedelta = CLAIM,
                  allow_private: bool = False) -> None:
         self.db = db

@@ -1,26 +1,5 @@
-"""The ledger (R8a, R10): what a paid period costs, split into segments at every plan change, how
-each segment is closed once, what credit pays and what stays owed.
-
-A paid period is split at every plan change into segments, each priced by its own plan:
-- its **fee** is the plan's price for the segment's share of the period. A fee is billed ahead:
-  the whole period's at its start (the first invoice, or the renewal), and at a change the new
-  plan's share of what is left minus the old plan's (`change_fee`; negative: a credit note).
-  Each share is rounded to the minor unit once (`fee_left`), so the fees billed for a period add
-  up exactly to its segments' fees (`segment_fee`), whatever the changes;
-- its **allowance** is the plan's included sessions for the same share, rounded down;
-- its **extras** are the units recognised in it beyond its allowance, at the plan's per-extra
-  price, billed when the segment is closed.
-
-Usage, the session limit and the gate keep counting across a change: only pricing is split.
-Every segment is closed exactly once: at an immediate change (on that change's invoice), or at
-its period's end (on the renewal, or on a final invoice when there is none: the plan was
-cancelled, ended unpaid or replaced). Credit is kept per currency and pays only invoices in that
-currency. An invoice not paid stays owed: the plan ending never forgives it.
-
-Worked example (the issue's and the README's): Growth (199.00, 2,500 included, 0.09) for 29 of a
-30-day period with 3,000 sessions, then Scale for the last day. Growth's segment has an allowance
-of floor(2,500 × 29/30) = 2,416, so 584 extras × 0.09 = 52.56, whatever happens at the boundary.
-"""
+"""The ledger (R8a, R10): what a paid period costs, split into segments at every plan change, how each
+segment is closed once, what credit pays and what stays owed; the rules: README.md, "Design decisions"."""
 
 from __future__ import annotations
 
@@ -54,7 +33,10 @@ def left(period: Period, at: datetime) -> Fraction:
 
 
 def fee_left(plan: Plan, period: Period, at: datetime) -> int:
-    """The plan's fee for the rest of the period from `at`, rounded once to the minor unit."""
+    """The plan's fee for the rest of the period from `at`, rounded once to the minor unit.
+
+    Rounding each share once makes the fees billed for a period add up exactly to its segments' fees
+    (`segment_fee`), whatever the changes."""
     if plan.price is None:
         return 0
     return round(plan.price.amount * left(period, at))

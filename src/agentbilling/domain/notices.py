@@ -1,10 +1,5 @@
 """Which notices are due (R14): the trial's reminders, the limit's warnings, and the events of a
-paid plan, each with a key that makes it go out once, whatever runs twice.
-
-Threshold notices go once per tenant and trial or period; event notices once per event, keyed
-by what they are about (the failed payment, the change, the cancellation, the end). What they
-say is decided here too, so the Billing tab, the email and the webhook say the same.
-"""
+paid plan, each with a key that makes it go out once, and what each says."""
 
 from __future__ import annotations
 
@@ -41,6 +36,11 @@ class NoticeType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Notice:
+    """A notice as the Billing tab, the email and the webhook all say it.
+
+    Its key makes it go out once, whatever runs twice: threshold notices once per tenant and trial or
+    period; event notices once per event, keyed by what they are about (the failed payment, the change,
+    the cancellation, the end)."""
     type: NoticeType
     key: str  # unique per tenant: the notice goes out once
     title: str

@@ -1,11 +1,5 @@
 """A tenant's subscription: the lifecycle as one transition table, the changes time makes to it,
-and its standing at `now`.
-
-What is stored is the subscription as last written; what holds at `now` is derived (`at`): a
-scheduled plan change that came due is in force, a cancellation whose period ended has ended the
-plan, a plan still unpaid when its period ended has expired. So the gate is right at every moment
-whether or not a background job has written those changes yet.
-"""
+and its standing at `now`."""
 
 from __future__ import annotations
 
@@ -127,7 +121,11 @@ def with_change_applied(sub: Subscription) -> Subscription:
 
 
 def at(sub: Subscription, now: datetime) -> Subscription:
-    """The subscription as it stands at `now`: the time-based changes due by then, in time order."""
+    """The subscription as it stands at `now`: the time-based changes due by then, in time order.
+
+    A scheduled plan change that came due is in force, a cancellation whose period ended has ended the
+    plan, a plan still unpaid when its period ended has expired: so the gate is right at every moment,
+    whether or not a background job has written those changes yet."""
     while sub.status is Status.ACTIVE:
         steps: list[tuple[datetime, int]] = []
         if sub.pending is not None and sub.pending.effective_at <= now:

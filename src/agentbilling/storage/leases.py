@@ -1,11 +1,5 @@
 """Leases held in the database: one holder per tenant at a time, across processes.
-
-SQLite has no row locks, and holding its write lock while a provider is asked (a network call,
-for Stripe) would stop every writer; a lease is a row that says who holds the tenant and until
-when. Provider webhooks for one tenant are applied under it one at a time, whichever process
-received them (usecases/provider_events.py `receive`; PostgreSQL orders them by the subscription row's
-lock instead). A holder that died frees it when it expires.
-"""
+Why a row and not SQLite's write lock: docs/decisions/0201-tenant-leases-are-rows.md."""
 
 from __future__ import annotations
 
@@ -27,7 +21,10 @@ POLL_S = 0.02
 
 @contextlib.contextmanager
 def tenant_lease(db: Database, tenant_id: str, *, hold: timedelta = HOLD) -> Iterator[None]:
-    """Hold the tenant's lease for the block, waiting for whoever holds it (wall clock)."""
+    """Hold the tenant's lease for the block, waiting for whoever holds it (wall clock).
+
+    Provider webhooks of one tenant are applied under it, whichever process received them
+    (usecases/provider_events.py `receive`). A holder that died frees it when it expires (`HOLD`)."""
     holder = secrets.token_hex(8)
     while not _take(db, tenant_id, holder, hold):
         time.sleep(POLL_S)

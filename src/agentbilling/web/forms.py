@@ -1,10 +1,5 @@
 """The Billing tab's forms: Subscribe, Manage, Apply subscription updates, Cancel scheduled plan,
-Set limit and Reset limit, Book a demo.
-
-Each dialog of the tab is also a page of its own (the GET routes here), so every action works
-without JavaScript; with it, the same form opens as a dialog on the tab. A refused form shows
-again with why and the status of the refusal; nothing is changed.
-"""
+Set limit and Reset limit, Book a demo."""
 
 from __future__ import annotations
 
@@ -39,7 +34,10 @@ NO_SCHEDULED_PLAN = "There is no scheduled plan change to cancel."
 
 def _form_page(request: Request, billing: Billing, user: User, token: str, form: str, *, plan_id: str | None = None,
                error: str | None = None, status: int = 200, values: dict[str, str] | None = None) -> Response:
-    """A dialog of the tab as a page of its own."""
+    """A dialog of the tab as a page of its own (the GET routes here), so every action works without JavaScript.
+
+    With JavaScript the same form opens as a dialog on the tab. A refused form shows again with why and
+    the status of the refusal; nothing is changed."""
     ctx = tab_context(request, billing, user, token)
     plan = next((p for p in ctx["view"].plans if p.id == plan_id), None) if plan_id else None
     if plan_id is not None and plan is None:

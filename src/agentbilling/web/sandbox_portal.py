@@ -1,9 +1,5 @@
 """The sandbox provider's secure billing portal as pages: checkout, payment method, invoices, cancel.
-
-Only while the provider is the sandbox. Each page's key (the checkout id, or the portal link's
-token) is what its forms' CSRF token is bound to; a form post without the right one is a 403
-that changes nothing. A refused form shows its page again with why, never a problem+json.
-"""
+Only while the provider is the sandbox; a refused form shows its page again with why, never a problem+json."""
 
 from __future__ import annotations
 
@@ -42,6 +38,9 @@ def _provider(billing: Billing) -> SandboxProvider:
 
 
 def csrf_token(billing: Billing, key: str) -> str:
+    """The CSRF token of a page's forms, bound to its key (the checkout id, or the portal link's token).
+
+    A form post without the right one is a 403 that changes nothing."""
     return hmac.new(billing.secret.encode(), b"sandbox-portal-csrf:" + key.encode(), hashlib.sha256).hexdigest()
 
 

@@ -1,9 +1,5 @@
 """The Billing tab: sign-in by login link (a cookie session), the tab, and what is shared by its forms.
-
-Every page and form of the tab answers 404 to a user without billing rights (R13): for them it
-does not exist. Every form carries the session's CSRF token; a post without the right one is a
-403 page that changes nothing.
-"""
+To a user without billing rights every page and form answers 404 (R13); every form carries a CSRF token."""
 
 from __future__ import annotations
 
@@ -69,7 +65,7 @@ def signed_in(request: Request, billing: Billing) -> tuple[User, str]:
 
 def form_user(request: Request, billing: Billing, csrf: str) -> tuple[User, str]:
     """The user behind a form post and their session's token: signed in, with billing rights,
-    billing on, the right CSRF token."""
+    billing on, the right CSRF token (else a 403 page that changes nothing)."""
     user, token = signed_in(request, billing)
     if not billing.settings.billing_enabled:
         raise PageRefused(404, BILLING_OFF)

@@ -1,16 +1,5 @@
 """The sandbox payment provider: a secure billing portal served by agentbilling itself, with test
-cards, reporting every outcome through signed webhooks as a real provider would.
-
-It keeps its own books (the `sandbox_*` tables), as a provider does on its side: customers and
-their default card, checkouts, charges, and an outbox of events. Each change and its event are
-written in one transaction; the events are then signed (Standard Webhooks, wall-clock timestamps)
-and delivered in order to the service's webhook receiver, the same code that answers
-`POST /v1/webhooks/sandbox`, until each has been answered. An event left undelivered by a crash is
-delivered by the next pass (`deliver_pending`).
-
-Test cards, as Stripe's: 4242424242424242 succeeds; 4000000000000341 is accepted but every charge
-on it fails; 4000000000000002 is declined at once.
-"""
+cards, reporting every outcome through signed webhooks; README.md, "Design decisions"."""
 
 from __future__ import annotations
 
@@ -80,6 +69,11 @@ def _id(prefix: str) -> str:
 
 
 class SandboxProvider:
+    """Keeps its own books (the `sandbox_*` tables) as a provider does: customers, cards, checkouts, charges.
+
+    Each change and its event are written in one transaction (an outbox); the events are then signed and
+    delivered in order to the service's webhook receiver until each is answered. An event left
+    undelivered by a crash goes with the next pass (`deliver_pending`)."""
     name = "sandbox"
     owns_billing = False  # agentbilling renews, invoices and retries; the sandbox charges
 

@@ -1,18 +1,5 @@
 """Stripe as the payment provider, through the official SDK.
-
-Who owns what: the subscription is mirrored as a Stripe Subscription, so Stripe charges each
-period, runs its retries, hosts Checkout and the Customer Portal (payment methods, invoices,
-Cancel subscription). Periods follow Stripe's (the billing cycle anchor is the plan's anchor);
-an immediate plan change is a subscription update invoiced at once (`always_invoice`); a change
-for later is a Subscription Schedule whose next phase is the Upcoming subscription. The sessions
-beyond the included ones are added to the renewal invoice while it is a draft (on
-`invoice.created`, before Stripe finalizes it). Stripe's failed payments drive R10, with our own
-grace period on top.
-
-Webhooks are verified with the Stripe-Signature header on the raw body; each names an object
-that is then read from Stripe, so duplicates and any delivery order end in Stripe's latest state.
-With the test clock on, every customer lives on one Stripe test clock that follows ours.
-"""
+Who owns what (Stripe renews, invoices and retries; the grace period is ours): README.md, "Design decisions"."""
 
 from __future__ import annotations
 
@@ -64,6 +51,13 @@ def _check_timestamp(signature_header: str) -> None:
 
 
 class StripeProvider:
+    """The subscription mirrored as a Stripe Subscription; Checkout and the Customer Portal are Stripe's.
+
+    Periods follow Stripe's (the billing cycle anchor is the plan's anchor). The sessions beyond the
+    included ones are added to the renewal invoice while it is a draft (`invoice.created`, before Stripe
+    finalizes it). Webhooks are verified with Stripe-Signature on the raw body; each names an object then
+    read from Stripe, so duplicates and any delivery order end in Stripe's latest state. With the test
+    clock on, every customer lives on one Stripe test clock that follows ours."""
     name = "stripe"
     owns_billing = True
 

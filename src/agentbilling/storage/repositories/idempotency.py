@@ -1,6 +1,5 @@
-"""Stored answers to mutating POSTs sent with an Idempotency-Key, each kept for a time to live
-(`AGENTBILLING_IDEMPOTENCY_TTL_SECONDS`, wall clock) from its claim: after it, the key is new
-again, and the worker deletes the row (`expire`, in bounded batches)."""
+"""Stored answers to mutating POSTs sent with an Idempotency-Key, each kept for a time to live from its claim
+(`AGENTBILLING_IDEMPOTENCY_TTL_SECONDS`, wall clock); the worker deletes expired rows (`expire`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The ledger's rows (domain/ledger.py): the segments of a tenant's paid periods, its credit per
-currency, and what it owes. Every call runs inside the caller's transaction, which holds the
-tenant's subscription row: that lock orders all of a tenant's billing, so a segment is closed once.
-"""
+"""The ledger's rows (domain/ledger.py): the segments of a tenant's paid periods, its credit per currency,
+and what it owes."""
 
 from __future__ import annotations
 
@@ -20,6 +18,10 @@ from agentbilling.storage.tables import credit_balances, invoices, segments, usa
 
 
 class Book:
+    """The ledger's reads and writes, each inside the caller's transaction.
+
+    That transaction holds the tenant's subscription row: the lock orders all of a tenant's billing, so a
+    segment is closed once."""
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
 
