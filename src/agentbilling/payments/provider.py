@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from agentbilling.domain.plans import Plan
 
@@ -121,8 +121,7 @@ class Notification:
 class PaymentProvider(Protocol):
     """What every provider does. One that leaves billing to agentbilling (`owns_billing` False,
     the sandbox) also charges: `charge`, `charge_state`. One that owns it (Stripe) also changes the
-    subscription and reports its invoices: `change_now`, `change_later`, `cancel_change`,
-    `invoice_facts`, `add_overage` (see payments/stripe/provider.py)."""
+    subscription and reports its invoices: `BillingProvider`."""
 
     name: str
     owns_billing: bool  # the provider renews, invoices and retries (Stripe); else agentbilling does
@@ -164,3 +163,45 @@ class PaymentProvider(Protocol):
     def refund_subscription(self, subscription_id: str) -> list[tuple[str, int, str]]:
         """Refund what a subscription started in a race beside the running plan was paid; each
         refund once. Returns (invoice, amount, currency) of each."""
+
+
+class BillingProvider(PaymentProvider, Protocol):
+    """A provider that owns billing (`owns_billing` True, Stripe: payments/stripe/provider.py): it also
+    changes the subscription, reports its invoices and takes agentbilling's extras onto them."""
+
+    def change_now(self, subscription_id: str, plan: Plan) -> ProviderSubscription | None:
+        """Immediately: the price switched and the prorated difference invoiced at once."""
+
+    def change_later(self, subscription_id: str, plan: Plan, at: datetime) -> ProviderSubscription | None:
+        """End of the current period / On custom date: the new plan from `at`."""
+
+    def cancel_change(self, subscription_id: str) -> ProviderSubscription | None: ...
+
+    def invoice_facts(self, invoice_id: str, event_type: str,
+                      event_created: int) -> InvoiceMirror | DraftRenewal | None: ...
+
+    def add_overage(self, draft: DraftRenewal, amount: int, description: str, key: str) -> None:
+        """The extras of the period that ended on its renewal invoice while a draft, once per `key`."""
+
+    def pending_item(self, customer: str, subscription_id: str, amount: int, currency: str, description: str,
+                     key: str) -> str:
+        """A charge that the subscription's next invoice takes along, once per `key`; its id."""
+
+    def delete_item(self, item_id: str) -> None: ...
+
+    def final_invoice(self, customer: str, subscription_id: str, currency: str, lines: list[tuple[int, str]],
+                      key: str) -> None:
+        """The invoice of an ended subscription's last extras, made once per `key` and charged."""
+
+
+def owns_billing(provider: PaymentProvider) -> TypeGuard[BillingProvider]:
+    """A provider that owns billing (`owns_billing`) is a BillingProvider: the one flag tells them apart."""
+    return provider.owns_billing
+
+
+def billing_provider(provider: PaymentProvider) -> BillingProvider:
+    """`provider` as one that owns billing, for the paths of its billing (usecases' `ProviderBills`,
+    chosen from the same flag); TypeError for one that does not."""
+    if not owns_billing(provider):
+        raise TypeError(f"the provider {provider.name!r} does not own billing")
+    return provider

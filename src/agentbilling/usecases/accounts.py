@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Unpack
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agentbilling.domain.errors import AlreadyExists, InvalidInput, NotFound
@@ -87,7 +88,7 @@ class Accounts:
 
     # -- users -----------------------------------------------------------------------------
 
-    def _user(self, row) -> User:
+    def _user(self, row: Row[Unpack[tuple[Any, ...]]]) -> User:
         visible = self.billing_enabled and row.role in self.billing_roles
         return User(row.tenant_id, row.id, row.email, row.role, visible)
 
@@ -105,7 +106,7 @@ class Accounts:
             raise AlreadyExists(f"A user with id {user_id!r} already exists in tenant {tenant_id!r}.") from None
         return self.get_user(tenant_id, user_id)
 
-    def _user_row(self, tenant_id: str, user_id: str):
+    def _user_row(self, tenant_id: str, user_id: str) -> Row[Unpack[tuple[Any, ...]]]:
         with self.db.read() as conn:
             row = conn.execute(select(users).where(users.c.tenant_id == tenant_id, users.c.id == user_id)).one_or_none()
         if row is None:
@@ -116,7 +117,8 @@ class Accounts:
         return self._user(self._user_row(tenant_id, user_id))
 
     def user_nonce(self, tenant_id: str, user_id: str) -> str:
-        return self._user_row(tenant_id, user_id).auth_nonce
+        nonce: str = self._user_row(tenant_id, user_id).auth_nonce
+        return nonce
 
     def update_user(self, tenant_id: str, user_id: str, *, email: str | None, role: str | None) -> User:
         self._check_role(role)

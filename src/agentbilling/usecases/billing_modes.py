@@ -14,7 +14,7 @@ from sqlalchemy.sql import ColumnElement
 from agentbilling.domain.plan_change import When
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import Status, Subscription, at
-from agentbilling.payments.provider import Notification, PaymentProvider
+from agentbilling.payments.provider import Notification, PaymentProvider, billing_provider
 from agentbilling.storage.tables import subscriptions
 from agentbilling.usecases import due, invoices, plan_change, renewals
 from agentbilling.usecases.paid_plans import PaidPlans
@@ -119,7 +119,7 @@ class ProviderBills:
 
     def invoice_named(self, billing: PaidPlans, note: Notification, created: int) -> Any:
         assert note.invoice is not None
-        return billing.provider.invoice_facts(note.invoice, note.type, created)
+        return billing_provider(billing.provider).invoice_facts(note.invoice, note.type, created)
 
     def end_lapsed(self, billing: PaidPlans) -> None:
         due.end_lapsed_at_provider(billing)

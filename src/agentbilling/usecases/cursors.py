@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from sqlalchemy import ColumnElement, Row, Select, and_, or_
 
@@ -16,6 +16,7 @@ from agentbilling.domain.errors import InvalidInput
 from agentbilling.storage.db import Database
 
 T = TypeVar("T")
+Columns = tuple[Any, ...]  # any number of columns, of any types (Row[Any], Select[Any]: one column)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -38,8 +39,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def newest_first(
-    db: Database, query: Select[Any], at: ColumnElement[datetime], ident: ColumnElement[str], cursor: str | None,
-    limit: int, item: Callable[[Row[Any]], T], key: Callable[[T], tuple[datetime, str]],
+    db: Database, query: Select[Unpack[Columns]], at: ColumnElement[datetime], ident: ColumnElement[str],
+    cursor: str | None, limit: int, item: Callable[[Row[Unpack[Columns]]], T], key: Callable[[T], tuple[datetime, str]],
 ) -> tuple[list[T], str | None]:
     """One page of `query`, newest first, keyset-paged on (`at`, `ident`): a page costs the same at
     any depth. The items, and the cursor of the next page (None on the last)."""

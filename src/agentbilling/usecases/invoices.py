@@ -4,11 +4,10 @@ come due (when agentbilling bills)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agentbilling.domain.errors import NotFound
@@ -23,7 +22,7 @@ from agentbilling.usecases.results import Invoice
 LEASE = timedelta(minutes=10)
 
 
-def _invoice(row: Mapping[str, Any]) -> Invoice:
+def _invoice(row: RowMapping) -> Invoice:
     lines = [InvoiceLine(x["description"], x["quantity"], x["unit_amount"], x["amount"]) for x in row["lines"]]
     return Invoice(row["id"], row["kind"], row["status"], row["currency"], row["total"], lines, row["period_start"],
                    row["period_end"], row["created_at"], row["paid_at"], row["attempts"])

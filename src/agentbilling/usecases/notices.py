@@ -8,6 +8,7 @@ pass run twice, or by two workers at once, records nothing twice.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import secrets
 import time
@@ -126,7 +127,7 @@ class NoticeBook:
                     or_(c.email_next_at.is_(None), c.email_next_at <= wall),
                     or_(c.email_claimed_until.is_(None), c.email_claimed_until < wall))
 
-    def claim(self, wall: datetime, batch: int = 50) -> list[NoticeRecord]:
+    def claim(self, wall: datetime, batch: int = 50) -> builtins.list[NoticeRecord]:  # `list` is the method above
         """Up to `batch` emails that are due, oldest first, for this worker alone until
         `claim_for` has passed (delivery/claims.py)."""
         c = notices.c

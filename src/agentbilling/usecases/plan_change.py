@@ -19,7 +19,7 @@ from agentbilling.domain.periods import Period
 from agentbilling.domain.plan_change import PlanChange, When, check_target, effective_at
 from agentbilling.domain.plans import Plan
 from agentbilling.domain.subscription import Status, Subscription
-from agentbilling.payments.provider import ProviderSubscription
+from agentbilling.payments.provider import ProviderSubscription, billing_provider
 from agentbilling.storage.tables import invoices
 from agentbilling.usecases.charges import charge_answered, make_change
 from agentbilling.usecases.invoices import add_invoice
@@ -32,10 +32,7 @@ from agentbilling.usecases.subscriptions import load_for_write, locked_row, offe
 
 def change_plan(billing: PaidPlans, tenant_id: str, plan_id: object, when: object, on: object, now: datetime) -> None:
     target = offered(billing, tenant_id, plan_id)
-    try:
-        when_ = When(when)
-    except ValueError:
-        raise InvalidInput("when must be one of 'immediately', 'end_of_period', 'custom_date'.") from None
+    when_ = _when(when)
     custom = _date(on) if when_ is When.CUSTOM_DATE else None
     if when_ is not When.CUSTOM_DATE and on is not None:
         raise InvalidInput("A date goes only with when = 'custom_date'.")
@@ -89,14 +86,15 @@ def change_at_provider(billing: PaidPlans, tenant_id: str, target: Plan, when: W
                 if now > running.start else []
             split = (period, sub.plan, counter, lines)
     sub_id = row["provider_subscription"]
+    provider = billing_provider(billing.provider)
     items = _extras_before_change(billing, split, row) if split is not None else []
     try:
-        answer = (billing.provider.change_now(sub_id, target) if when is When.IMMEDIATELY
-                  else billing.provider.change_later(sub_id, target, moment))
+        answer = (provider.change_now(sub_id, target) if when is When.IMMEDIATELY
+                  else provider.change_later(sub_id, target, moment))
     except PaymentFailed:  # as the provider has it now (unchanged), whatever its webhooks say first
         for item in items:
-            billing.provider.delete_item(item)
-        _store_answer(billing, billing.provider.subscription(sub_id), now)
+            provider.delete_item(item)
+        _store_answer(billing, provider.subscription(sub_id), now)
         raise
     if split is not None:
         with billing.db.write() as conn:
@@ -113,8 +111,9 @@ def _extras_before_change(billing: PaidPlans, split: tuple[Period, Plan, int, li
     period, old, counter, lines = split
     assert old.price is not None
     ps = row["provider_subscription"]
-    return [billing.provider.pending_item(row["provider_customer"], ps, line.amount, old.price.currency,
-                                          line.description, f"extras-{ps}-{period.start:%Y%m%d%H%M%S}-{counter}")
+    provider = billing_provider(billing.provider)
+    return [provider.pending_item(row["provider_customer"], ps, line.amount, old.price.currency,
+                                  line.description, f"extras-{ps}-{period.start:%Y%m%d%H%M%S}-{counter}")
             for line in lines]
 
 
@@ -187,7 +186,17 @@ def cancel_change(billing: PaidPlans, tenant_id: str, now: datetime) -> None:
 
 
 def drop_change_at_provider(billing: PaidPlans, row: Mapping[str, Any], now: datetime) -> None:
-    _store_answer(billing, billing.provider.cancel_change(row["provider_subscription"]), now)
+    _store_answer(billing, billing_provider(billing.provider).cancel_change(row["provider_subscription"]), now)
+
+
+def _when(value: object) -> When:
+    """The change's `when`, one of When's values (a request may send anything, of any type)."""
+    if isinstance(value, str):
+        try:
+            return When(value)
+        except ValueError:
+            pass
+    raise InvalidInput("when must be one of 'immediately', 'end_of_period', 'custom_date'.")
 
 
 def _date(value: object) -> date:

@@ -12,6 +12,7 @@ from sqlalchemy import insert, select, update
 
 from agentbilling.domain import ledger
 from agentbilling.domain.invoicing import InvoiceDraft, InvoiceLine
+from agentbilling.payments.provider import billing_provider
 from agentbilling.storage.tables import provider_commands, subscriptions
 from agentbilling.usecases.invoices import add_invoice
 from agentbilling.usecases.paid_plans import PaidPlans
@@ -48,8 +49,8 @@ def _final_invoice(billing: PaidPlans, tenant_id: str, subscription_id: str, now
         if line is not None and seg.plan.overage_price is not None:
             lines.append((line.amount, line.description, seg.plan.overage_price.currency))
     if lines and customer:
-        billing.provider.final_invoice(customer, subscription_id, lines[0][2], [(a, d) for a, d, _ in lines],
-                                       f"final-{subscription_id}")
+        billing_provider(billing.provider).final_invoice(customer, subscription_id, lines[0][2],
+                                                         [(a, d) for a, d, _ in lines], f"final-{subscription_id}")
 
 
 def _refund(billing: PaidPlans, tenant_id: str, subscription_id: str, now: datetime) -> None:

@@ -15,7 +15,14 @@ from agentbilling.domain import ledger
 from agentbilling.domain.errors import NotFound
 from agentbilling.domain.periods import period_at
 from agentbilling.domain.subscription import Status, at
-from agentbilling.payments.provider import ChargeState, DraftRenewal, InvoiceMirror, Notification, ProviderSubscription
+from agentbilling.payments.provider import (
+    ChargeState,
+    DraftRenewal,
+    InvoiceMirror,
+    Notification,
+    ProviderSubscription,
+    billing_provider,
+)
 from agentbilling.storage.leases import tenant_lease
 from agentbilling.storage.tables import invoices, provider_events, subscriptions
 from agentbilling.usecases.charges import charge_answered
@@ -205,8 +212,8 @@ def _add_overage(billing: PaidPlans, draft: DraftRenewal, now: datetime) -> None
     for seg in closing:
         line = ledger.extras_line(seg)
         if line is not None:
-            billing.provider.add_overage(draft, line.amount, line.description,
-                                         f"overage-{draft.invoice_id}-{seg.start:%Y%m%d%H%M%S%f}")
+            billing_provider(billing.provider).add_overage(draft, line.amount, line.description,
+                                                           f"overage-{draft.invoice_id}-{seg.start:%Y%m%d%H%M%S%f}")
     with billing.db.write() as conn:
         locked_row(conn, draft.tenant_id)  # the subscription's lock orders the tenant's billing
         for seg in closing:

@@ -35,15 +35,16 @@ def catch_up(billing: PaidPlans, conn: Any, row: Mapping[str, Any],
     while (step := ledger.next_step(sub, billed, now)) is not None:
         moment, kind = step
         assert sub.anchor is not None and sub.plan is not None
+        anchor = sub.anchor
         if kind is Step.END:
-            credits = final(billing, conn, row, sub, period_at(sub.anchor, moment - US), moment, credits)
+            credits = final(billing, conn, row, sub, period_at(anchor, moment - US), moment, credits)
             sub = at(dataclasses.replace(sub, pending=None), moment)
         elif kind is Step.CHANGE:
             credits = _scheduled_change(billing, conn, row, sub, moment, credits)
             sub = with_change_applied(sub)
         else:
             credits = _renew(billing, conn, row, sub, moment, credits)
-            billed = period_at(sub.anchor, moment).end
+            billed = period_at(anchor, moment).end
     if credits != before:
         billing.book.put_credits(conn, tenant_id, credits)
     return at(sub, now), {"billed_until": billed}

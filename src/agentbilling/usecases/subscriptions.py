@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import RowMapping, select, update
 
 from agentbilling.delivery.webhooks_out import emit, subscription_data
 from agentbilling.domain.errors import InvalidInput, NotFound
@@ -25,8 +25,8 @@ US = timedelta(microseconds=1)  # the last moment before a boundary is one micro
 
 def locked_row(conn: Any, tenant_id: str) -> Mapping[str, Any]:
     """The tenant's subscription row, locked (FOR UPDATE on PostgreSQL)."""
-    row = conn.execute(select(subscriptions).where(subscriptions.c.tenant_id == tenant_id)
-                         .with_for_update()).mappings().first()
+    row: Mapping[str, Any] | None = conn.execute(select(subscriptions).where(subscriptions.c.tenant_id == tenant_id)
+                                                 .with_for_update()).mappings().first()
     if row is None:
         raise NotFound(f"No tenant {tenant_id!r}.")
     return row
@@ -49,7 +49,8 @@ def load_for_write(billing: PaidPlans, conn: Any, tenant_id: str,
     return sub, row
 
 
-def stored(billing: PaidPlans, row: Mapping[str, Any]) -> Subscription:
+def stored(billing: PaidPlans, row: Mapping[str, Any] | RowMapping) -> Subscription:
+    """The subscription a row stores (a RowMapping's keys may be columns too: not a Mapping[str, Any])."""
     return subscription_from_row(row["tenant_id"], [row[c] for c in SUBSCRIPTION_COLUMNS], billing.catalog,
                                  lambda v: v)
 

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from agentbilling.storage.db import Database
 from agentbilling.storage.tables import login_codes, web_sessions
@@ -132,7 +132,7 @@ class WebSessions:
             self._revoke(conn, session_id, self.now())
 
     @staticmethod
-    def _revoke(conn, session_id: str, now: datetime) -> None:
+    def _revoke(conn: Connection, session_id: str, now: datetime) -> None:
         parts = _split(session_id)
         if parts is not None:
             conn.execute(update(web_sessions).where(
@@ -140,7 +140,7 @@ class WebSessions:
                 web_sessions.c.revoked_at.is_(None)).values(revoked_at=now))
 
 
-def end_user_sessions(conn, tenant_id: str, user_id: str) -> None:
+def end_user_sessions(conn: Connection, tenant_id: str, user_id: str) -> None:
     """Ends every session of a user, in the caller's transaction (deleted, or their role changed)."""
     conn.execute(update(web_sessions).where(
         web_sessions.c.tenant_id == tenant_id, web_sessions.c.user_id == user_id,
