@@ -1,10 +1,5 @@
-"""The payment provider, behind one interface: the sandbox (payments/sandbox/provider.py) or Stripe.
-
-agentbilling tells the provider what to do (open a checkout, charge an invoice) and learns what
-happened only from the provider's signed webhooks. A webhook is a notification: on each one the
-service reads the object it names from the provider (as Stripe advises), so duplicates and any
-delivery order end in the provider's latest state.
-"""
+"""The payment provider, behind one interface: the sandbox (payments/sandbox/provider.py) or Stripe;
+what happened at it is learnt from its signed webhooks only."""
 
 from __future__ import annotations
 
@@ -121,7 +116,10 @@ class Notification:
 class PaymentProvider(Protocol):
     """What every provider does. One that leaves billing to agentbilling (`owns_billing` False,
     the sandbox) also charges: `charge`, `charge_state`. One that owns it (Stripe) also changes the
-    subscription and reports its invoices: `BillingProvider`."""
+    subscription and reports its invoices: `BillingProvider`.
+
+    A webhook is a notification: on each one the service reads the object it names from the
+    provider (as Stripe advises), so duplicates and any delivery order end in its latest state."""
 
     name: str
     owns_billing: bool  # the provider renews, invoices and retries (Stripe); else agentbilling does

@@ -1,10 +1,5 @@
-"""The notices of R14 as rows: recorded once per tenant and key, listed newest first.
-
-Event notices are recorded in the transaction that writes the change they tell of
-(`usecases/subscriptions.save`); threshold and time-based ones by each worker pass (`detect`), from the
-stored state and the clock. Either way the unique (tenant, key) makes a notice exist once, so a
-pass run twice, or by two workers at once, records nothing twice.
-"""
+"""The notices of R14 as rows: recorded once per tenant and key (event notices with their change,
+thresholds and times by each worker pass), listed newest first."""
 
 from __future__ import annotations
 

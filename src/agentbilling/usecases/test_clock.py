@@ -1,6 +1,5 @@
-"""The test clock's persistence: it keeps its time in the database, across restarts and across
-processes: every process follows the time kept there (`ClockFollower`), so an advance through one
-holds in all of them, `agentbilling worker` processes included, within FOLLOW_INTERVAL."""
+"""The test clock kept in the database, so that every process, workers included, follows one time
+(`ClockFollower`), within FOLLOW_INTERVAL of an advance."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""The Billing tab's sign-in: single-use login codes exchanged for server-side sessions.
-
-A login link carries a random code, valid once and for a short time; opening it makes a session
-whose random id is the only thing in the cookie. Only SHA-256 hashes of codes and ids are stored,
-so a copy of the database opens nothing. A session ends at logout, at its expiry, and at once when
-its user is deleted or their role changes (usecases/accounts.py). Times are the wall clock's:
-security time, not business time.
-"""
+"""The Billing tab's sign-in: single-use login codes exchanged for server-side sessions, stored as
+SHA-256 hashes only and ended at logout, at expiry, or when the user is deleted or changes role."""
 
 from __future__ import annotations
 
