@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -32,7 +33,7 @@ def cap_param(st: Standing) -> int:
     return UNCAPPED if st.cap is None else st.cap
 
 
-class GateBackend:
+class GateBackend(ABC):
     """One backend's way through the gate; `sqlite.py` and `postgres.py` fill in what differs."""
 
     sql: Statements
@@ -49,17 +50,20 @@ class GateBackend:
 
     # -- what differs ------------------------------------------------------------------
 
+    @abstractmethod
     def locked(self, cur: Any, tenant_id: str | None, key_hash: str | None, now: datetime) -> Found | None:
-        raise NotImplementedError
+        """The key's tenant (or `tenant_id`) and its standing, read after the counter row is locked."""
 
+    @abstractmethod
     def admit_in_order(
         self, cur: Any, tenant_id: str, revision: int, st: Standing, requests: Sequence[AdmissionRequest],
         now: datetime,
     ) -> list[OpenResult | DomainError | None]:
-        raise NotImplementedError
+        """A batch decided one request after another, in the caller's transaction."""
 
+    @abstractmethod
     def batch_transaction(self) -> AbstractContextManager[Any]:
-        raise NotImplementedError
+        """The transaction a group-commit batch runs in."""
 
     # -- transactions ------------------------------------------------------------------
 
